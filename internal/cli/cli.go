@@ -1,0 +1,238 @@
+// Package cli is poolboy's command line: flags (each also settable by an environment
+// variable), wiring, output and exit status. The work itself happens in gitx, reaper
+// and report; this package only connects them.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/reaper"
+	"github.com/poolboy-ci/poolboy/internal/report"
+)
+
+// Exit statuses.
+const (
+	ExitOK    = 0 // done: reported, cleaned, or nothing to clean
+	ExitError = 1 // the run failed: git, network, auth, a race lost too often, a bad repository
+	ExitUsage = 2 // bad flags or environment; nothing was contacted
+)
+
+// Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
+var Version = "dev"
+
+// Env looks up an environment variable.
+type Env func(string) (string, bool)
+
+type usageError struct{ error }
+
+// Main runs poolboy with args (without the program name) and returns the exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
+	err := newRoot(stdout, stderr, env).ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "poolboy: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+	var u usageError
+	if errors.As(err, &u) {
+		return ExitUsage
+	}
+	return ExitError
+}
+
+// options are the flags every command shares.
+type options struct {
+	repo, branch, pools       string
+	username, password        string
+	keyFile, output, cacheDir string
+	verbose                   bool
+	depth                     int
+	env                       Env
+}
+
+func newRoot(stdout, stderr io.Writer, env Env) *cobra.Command {
+	o := &options{env: env}
+	root := &cobra.Command{
+		Use:   "poolboy",
+		Short: "Keep Concourse pool-resource lock repositories healthy",
+		Long: `poolboy reports who holds each lock of a Concourse pool-resource repository and
+frees the locks whose holders are gone, one commit per lock, pushed fast-forward only.
+
+Every flag can also be set by the environment variable named in its help.
+The SSH private key itself is read only from POOL_REPO_SSH_PRIVATE_KEY.
+
+Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.`,
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags(), env)
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+
+	f := root.PersistentFlags()
+	flag(f, &o.repo, "repo", "", "lock repository: a git URL (ssh, https, git, file://) or a local path", "POOL_REPO")
+	flag(f, &o.branch, "branch", "", "branch holding the pools (default: the remote's default branch)", "POOL_BRANCH")
+	flag(f, &o.pools, "pools", "", "pools and their stale timeouts: name:timeout,... (bare number = minutes, or a duration like 90m)", "POOLS")
+	flag(f, &o.username, "username", "", "user name for an https repository", "POOL_REPO_USERNAME")
+	flag(f, &o.password, "password", "", "password or token for an https repository (prefer the env var)", "POOL_REPO_PASSWORD")
+	flag(f, &o.keyFile, "private-key-file", "", "SSH private key file (or put the key itself in POOL_REPO_SSH_PRIVATE_KEY)", "POOL_REPO_SSH_PRIVATE_KEY_FILE")
+	flag(f, &o.output, "output", "text", "output format: text or json", "POOLBOY_OUTPUT")
+	flag(f, &o.cacheDir, "cache-dir", "", "keep the local clone here and reuse it next run (default: a temporary clone)", "POOLBOY_CACHE_DIR")
+	f.BoolVar(&o.verbose, "verbose", false, "log every git command and decision to stderr")
+	annotate(f, "verbose", "POOLBOY_VERBOSE")
+	f.IntVar(&o.depth, "depth", 256, "commits of history the first clone of a network remote fetches; more are fetched as needed (0 = all)")
+	annotate(f, "depth", "POOLBOY_DEPTH")
+
+	root.AddCommand(statusCmd(o), cleanCmd(o), demoCmd())
+	return root
+}
+
+func flag(f *pflag.FlagSet, p *string, name, value, usage string, env ...string) {
+	f.StringVar(p, name, value, usage)
+	annotate(f, name, env...)
+}
+
+// annotate records which env vars set a flag, and says so in its help.
+func annotate(f *pflag.FlagSet, name string, env ...string) {
+	fl := f.Lookup(name)
+	fl.Usage += " (env " + strings.Join(env, ", ") + ")"
+	_ = f.SetAnnotation(name, "env", env)
+}
+
+// applyEnv gives each flag not set on the command line the value of its env var.
+func applyEnv(f *pflag.FlagSet, env Env) error {
+	var err error
+	f.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || err != nil {
+			return
+		}
+		for _, name := range fl.Annotations["env"] {
+			if v, ok := env(name); ok && v != "" {
+				if serr := fl.Value.Set(v); serr != nil {
+					// The value may be a secret: name the variable, not its content.
+					err = usageError{fmt.Errorf("%s: invalid value for --%s", name, fl.Name)}
+				}
+				return
+			}
+		}
+	})
+	return err
+}
+
+// setup validates everything that can be checked without the network, then opens
+// the repository.
+func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, policy.Timeouts, *slog.Logger, error) {
+	timeouts, err := policy.ParseTimeouts(o.pools)
+	if err != nil {
+		return nil, nil, nil, usageError{err}
+	}
+	if o.output != "text" && o.output != "json" {
+		return nil, nil, nil, usageError{fmt.Errorf("--output %q: want text or json", o.output)}
+	}
+	if o.repo == "" {
+		return nil, nil, nil, usageError{errors.New("no repository: give --repo or POOL_REPO")}
+	}
+	if o.depth < 0 {
+		return nil, nil, nil, usageError{fmt.Errorf("--depth %d: must be 0 or more", o.depth)}
+	}
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	key, _ := o.env("POOL_REPO_SSH_PRIVATE_KEY")
+	repo, err := gitx.Open(ctx, gitx.Options{
+		URL:    o.repo,
+		Branch: o.branch,
+		Auth: gitx.Auth{Username: o.username, Password: o.password,
+			PrivateKey: []byte(key), PrivateKeyFile: o.keyFile},
+		CacheDir: o.cacheDir,
+		Depth:    o.depth,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return repo, timeouts, log, nil
+}
+
+func (o *options) render(w io.Writer, doc report.Doc) error {
+	if o.output == "json" {
+		return report.JSON(w, doc)
+	}
+	return report.Text(w, doc)
+}
+
+func statusCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Report every pool: who holds each lock, since when, and whether it is stale",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			repo, timeouts, log, err := o.setup(cmd.Context(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer repo.Close()
+			rep, err := reaper.Status(cmd.Context(), repo, reaper.Config{Timeouts: timeouts, Log: log})
+			if err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), report.Build(repo.URL(), repo.Branch(), rep, nil))
+		},
+	}
+}
+
+func cleanCmd(o *options) *cobra.Command {
+	var dryRun bool
+	var attempts int
+	cmd := &cobra.Command{
+		Use:   "clean",
+		Short: "Free stale locks in the pools given with --pools, one commit per lock",
+		Long: `clean moves every stale lock of the pools given with --pools from claimed/ to
+unclaimed/, one commit per lock ("unclaiming: LOCK", with the reason and trailers),
+pushed fast-forward only. When someone else pushes first, it fetches and decides
+again from the new state. Pools without a timeout are never touched.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if attempts < 1 {
+				return usageError{fmt.Errorf("--max-attempts %d: must be at least 1", attempts)}
+			}
+			if strings.TrimSpace(o.pools) == "" {
+				return usageError{errors.New("clean needs --pools (or POOLS): name:timeout,... for the pools to clean")}
+			}
+			repo, timeouts, log, err := o.setup(cmd.Context(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer repo.Close()
+			res, err := reaper.Clean(cmd.Context(), repo, reaper.Config{Timeouts: timeouts, Log: log, MaxAttempts: attempts}, dryRun)
+			if err != nil {
+				return err
+			}
+			return o.render(cmd.OutOrStdout(), report.Build(repo.URL(), repo.Branch(), res.Report, res))
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "decide and show what would be freed, push nothing")
+	annotate(cmd.Flags(), "dry-run", "POOLBOY_DRY_RUN")
+	cmd.Flags().IntVar(&attempts, "max-attempts", 5, "pushes to try when others keep pushing first")
+	annotate(cmd.Flags(), "max-attempts", "POOLBOY_MAX_ATTEMPTS")
+	return cmd
+}
+
+// OSEnv is the process environment.
+func OSEnv(name string) (string, bool) { return os.LookupEnv(name) }

@@ -1,0 +1,142 @@
+package gitx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// askpass answers git's username and password prompts from the environment, so
+// neither ever appears in a process argument or a file.
+const askpass = `#!/bin/sh
+case "$1" in
+Username*) printf '%s\n' "$POOLBOY_GIT_USERNAME" ;;
+*) printf '%s\n' "$POOLBOY_GIT_PASSWORD" ;;
+esac
+`
+
+func (r *Repo) prepareAuth() error {
+	a := r.opts.Auth
+	if len(a.PrivateKey) > 0 && a.PrivateKeyFile != "" {
+		return errors.New("give the SSH key either as a file or in POOL_REPO_SSH_PRIVATE_KEY, not both")
+	}
+	needDir := len(a.PrivateKey) > 0 || a.Password != "" || a.Username != ""
+	if !needDir && a.PrivateKeyFile == "" {
+		return nil
+	}
+	var dir string
+	if needDir {
+		var err error
+		dir, err = os.MkdirTemp("", "poolboy-auth-")
+		if err != nil {
+			return err
+		}
+		r.cleanup = append(r.cleanup, func() { os.RemoveAll(dir) })
+	}
+	keyFile := a.PrivateKeyFile
+	if keyFile != "" {
+		if _, err := os.Stat(keyFile); err != nil {
+			return fmt.Errorf("private key file: %w", err)
+		}
+		abs, err := filepath.Abs(keyFile)
+		if err != nil {
+			return err
+		}
+		keyFile = abs
+	}
+	if len(a.PrivateKey) > 0 {
+		key := a.PrivateKey
+		// Keys pasted into env vars often lose their final newline; ssh then calls the key invalid.
+		if !bytes.HasSuffix(key, []byte("\n")) {
+			key = append(append([]byte{}, key...), '\n')
+		}
+		keyFile = filepath.Join(dir, "key")
+		if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+			return err
+		}
+	}
+	if keyFile != "" {
+		r.env = append(r.env, "GIT_SSH_COMMAND=ssh -i "+shellQuote(keyFile)+
+			" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new")
+	}
+	if a.Username != "" || a.Password != "" {
+		script := filepath.Join(dir, "askpass")
+		if err := os.WriteFile(script, []byte(askpass), 0o700); err != nil {
+			return err
+		}
+		r.env = append(r.env,
+			"GIT_ASKPASS="+script,
+			"POOLBOY_GIT_USERNAME="+a.Username,
+			"POOLBOY_GIT_PASSWORD="+a.Password,
+			// A credential helper from the user's config would store our password.
+			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=credential.helper", "GIT_CONFIG_VALUE_0=",
+		)
+	}
+	return nil
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func secretsOf(a Auth) []string {
+	var s []string
+	if a.Password != "" {
+		s = append(s, a.Password)
+	}
+	// Any line of a key is secret, should git or ssh ever echo one.
+	for _, l := range strings.Split(string(a.PrivateKey), "\n") {
+		l = strings.TrimSpace(l)
+		if len(l) >= 8 && !strings.HasPrefix(l, "-----") {
+			s = append(s, l)
+		}
+	}
+	return s
+}
+
+// userinfo matches the password part of "scheme://user:password@host".
+var userinfo = regexp.MustCompile(`(://[^/@:\s]*):[^/@\s]*@`)
+
+// Redact removes every secret this Repo knows of from s, and passwords written
+// into URLs.
+func (r *Repo) Redact(s string) string {
+	for _, secret := range r.secrets {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
+	}
+	return userinfo.ReplaceAllString(s, "$1:[redacted]@")
+}
+
+func (r *Repo) redactArgs(args []string) string {
+	return r.Redact(strings.Join(args, " "))
+}
+
+// gitError turns a failed git command into one line: the command and what git said,
+// without hints, progress or secrets.
+func (r *Repo) gitError(args []string, err error, stderr []byte) error {
+	var lines []string
+	for _, l := range strings.Split(string(stderr), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "hint:") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	msg := strings.Join(lines, "; ")
+	if msg == "" {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			msg = exit.String()
+		} else {
+			msg = err.Error()
+		}
+	}
+	if len(msg) > 400 {
+		msg = msg[:400] + "…"
+	}
+	return fmt.Errorf("git %s: %s", args[0], r.Redact(msg))
+}

@@ -1,0 +1,359 @@
+// Package gitx is poolboy's git transport: it keeps a bare local clone of one branch of
+// a lock repository in step with its remote, runs git commands in it, and pushes
+// fast-forward only. It shells out to the git CLI, so every transport git knows
+// (local path, file://, git://, ssh, http(s)) works the way the user's git does.
+//
+// Secrets never reach a process argument: an SSH key goes to a 0600 file named in
+// GIT_SSH_COMMAND, an HTTP password reaches git through GIT_ASKPASS and the
+// environment, and every error and log line is passed through Redact.
+package gitx
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ErrRejected means a push lost the race: the remote branch moved since the last fetch.
+var ErrRejected = errors.New("push rejected: the remote branch moved (fetch first)")
+
+// ErrEmpty means the remote has no branch at all.
+var ErrEmpty = errors.New("the repository is empty: it has no branch")
+
+// Auth holds credentials. Its fields are never logged.
+type Auth struct {
+	Username       string
+	Password       string
+	PrivateKey     []byte // key material, e.g. from POOL_REPO_SSH_PRIVATE_KEY
+	PrivateKeyFile string
+}
+
+// Options says which repository to mirror and how.
+type Options struct {
+	URL      string
+	Branch   string // "" means the remote's default branch
+	Auth     Auth
+	CacheDir string // "" means a temporary clone removed by Close
+	// Depth is the history the first clone of a network remote downloads; Deepen
+	// fetches more when the walk needs it. 0 means all history. A local-path remote
+	// is always cloned whole: git hard-links its objects, so there is nothing to save.
+	Depth  int
+	Logger *slog.Logger
+}
+
+// Repo is a bare local clone of one branch. refs/heads/<branch> mirrors the remote.
+type Repo struct {
+	opts    Options
+	dir     string
+	branch  string
+	env     []string
+	secrets []string
+	cleanup []func()
+	log     *slog.Logger
+}
+
+// Open prepares credentials and clones the remote, or updates the cached clone.
+func Open(ctx context.Context, opts Options) (*Repo, error) {
+	if opts.URL == "" {
+		return nil, errors.New("no repository given (--repo or POOL_REPO)")
+	}
+	if strings.HasPrefix(opts.URL, "-") {
+		return nil, fmt.Errorf("repository %q must not start with '-'", opts.URL)
+	}
+	if strings.HasPrefix(opts.Branch, "-") {
+		return nil, fmt.Errorf("branch %q must not start with '-'", opts.Branch)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Repo{opts: opts, log: opts.Logger}
+	r.secrets = secretsOf(opts.Auth)
+	if err := r.prepareAuth(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := r.openClone(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close removes the temporary clone (not a cached one) and all key material.
+func (r *Repo) Close() error {
+	for i := len(r.cleanup) - 1; i >= 0; i-- {
+		r.cleanup[i]()
+	}
+	r.cleanup = nil
+	return nil
+}
+
+// Dir is the bare clone's directory.
+func (r *Repo) Dir() string { return r.dir }
+
+// Branch is the branch being mirrored (the remote's default when none was asked for).
+func (r *Repo) Branch() string { return r.branch }
+
+// URL is the remote, with any password removed, for logs and reports.
+func (r *Repo) URL() string { return r.Redact(r.opts.URL) }
+
+func (r *Repo) ref() string { return "refs/heads/" + r.branch }
+
+// Head is the commit the local mirror of the branch points at.
+func (r *Repo) Head(ctx context.Context) (string, error) {
+	out, err := r.Output(ctx, "rev-parse", "--verify", "--quiet", r.ref()+"^{commit}")
+	if err != nil {
+		return "", fmt.Errorf("branch %q has no commit", r.branch)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Fetch brings the mirror up to date with the remote and returns the new head.
+func (r *Repo) Fetch(ctx context.Context) (string, error) {
+	if _, err := r.Output(ctx, r.fetchArgs()...); err != nil {
+		return "", err
+	}
+	return r.Head(ctx)
+}
+
+// Deepen fetches n more commits of history behind the shallow boundary (and any
+// new commits on the branch). It is a no-op on a complete clone.
+func (r *Repo) Deepen(ctx context.Context, n int) error {
+	if !r.IsShallow() {
+		return nil
+	}
+	_, err := r.Output(ctx, append(r.fetchArgs(), fmt.Sprintf("--deepen=%d", n))...)
+	return err
+}
+
+// IsShallow says whether the clone lacks part of the history.
+func (r *Repo) IsShallow() bool {
+	_, err := os.Stat(filepath.Join(r.dir, "shallow"))
+	return err == nil
+}
+
+// Shallow returns the boundary commits of a shallow clone: their parents are missing,
+// so git shows everything in them as "added".
+func (r *Repo) Shallow() (map[string]bool, error) {
+	data, err := os.ReadFile(filepath.Join(r.dir, "shallow"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, l := range strings.Fields(string(data)) {
+		set[l] = true
+	}
+	return set, nil
+}
+
+// Push makes commit the new tip of the remote branch, fast-forward only. It returns
+// an error wrapping ErrRejected when someone else pushed first.
+func (r *Repo) Push(ctx context.Context, commit string) error {
+	out, err := r.run(ctx, nil, nil, "push", "--porcelain", "--no-verify", "origin", commit+":"+r.ref())
+	if err != nil {
+		// --porcelain puts the verdict on stdout: "!\tsrc:dst\t[rejected] (fetch first)".
+		if s := string(out); strings.Contains(s, "[rejected]") &&
+			(strings.Contains(s, "fetch first") || strings.Contains(s, "non-fast-forward")) {
+			return fmt.Errorf("%w", ErrRejected)
+		}
+		return err
+	}
+	_, err = r.Output(ctx, "update-ref", r.ref(), commit)
+	return err
+}
+
+// Output runs a git command in the clone and returns its stdout.
+func (r *Repo) Output(ctx context.Context, args ...string) ([]byte, error) {
+	return r.run(ctx, nil, nil, args...)
+}
+
+// Input runs a git command with stdin and extra environment entries.
+func (r *Repo) Input(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error) {
+	return r.run(ctx, stdin, env, args...)
+}
+
+// Stream runs a git command and hands its stdout to fn as it is produced. When fn
+// returns early (it has read all it needs), the command is stopped and that is not
+// an error: this is what lets a history walk end as soon as it has its answer.
+func (r *Repo) Stream(ctx context.Context, fn func(io.Reader) error, args ...string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := r.command(ctx, nil, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("git %s: %w", args[0], err)
+	}
+	ferr := fn(bufio.NewReaderSize(stdout, 1<<16))
+	cancel()
+	// Drain so git is not blocked on a full pipe while being stopped.
+	_, _ = io.Copy(io.Discard, stdout)
+	werr := cmd.Wait()
+	r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond))
+	if ferr != nil {
+		return ferr
+	}
+	if werr != nil && ctx.Err() == nil {
+		return r.gitError(args, werr, stderr.Bytes())
+	}
+	return nil
+}
+
+func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error) {
+	cmd := r.command(ctx, env, args...)
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		return stdout.Bytes(), r.gitError(args, err, stderr.Bytes())
+	}
+	return stdout.Bytes(), nil
+}
+
+func (r *Repo) command(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(append(childEnv(), r.env...), env...)
+	if r.dir != "" {
+		cmd.Env = append(cmd.Env, "GIT_DIR="+r.dir)
+	}
+	return cmd
+}
+
+// childEnv is the environment git runs with: the caller's, without poolboy's own
+// secrets (git has no use for them), and set up so git never prompts, speaks one
+// language, and reads pathspecs literally (lock names may contain '*').
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "POOL_REPO_PASSWORD", "POOL_REPO_SSH_PRIVATE_KEY", "CONCOURSE_PASSWORD", "CONCOURSE_TOKEN",
+			"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LC_ALL", "LANG", "LANGUAGE":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"GIT_TERMINAL_PROMPT=0",
+		"LC_ALL=C",
+		"GIT_LITERAL_PATHSPECS=1",
+		"GIT_AUTHOR_NAME=poolboy", "GIT_AUTHOR_EMAIL=poolboy@localhost",
+		"GIT_COMMITTER_NAME=poolboy", "GIT_COMMITTER_EMAIL=poolboy@localhost",
+	)
+}
+
+func (r *Repo) fetchArgs() []string {
+	return []string{"fetch", "--quiet", "--no-tags", "--update-head-ok", "origin", "+" + r.ref() + ":" + r.ref()}
+}
+
+func (r *Repo) openClone(ctx context.Context) error {
+	if r.opts.CacheDir == "" {
+		tmp, err := os.MkdirTemp("", "poolboy-clone-")
+		if err != nil {
+			return err
+		}
+		r.cleanup = append(r.cleanup, func() { os.RemoveAll(tmp) })
+		return r.clone(ctx, filepath.Join(tmp, "repo.git"))
+	}
+	// One clone per remote and branch, so runs against different repos never mix.
+	sum := sha256.Sum256([]byte(r.opts.URL + "\x00" + r.opts.Branch))
+	dir := filepath.Join(r.opts.CacheDir, hex.EncodeToString(sum[:8])+".git")
+	if r.reuse(ctx, dir) {
+		_, err := r.Fetch(ctx)
+		return err
+	}
+	if err := os.MkdirAll(r.opts.CacheDir, 0o700); err != nil {
+		return fmt.Errorf("cache dir: %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("cache dir: %w", err)
+	}
+	return r.clone(ctx, dir)
+}
+
+// reuse adopts an existing cached clone of the same remote.
+func (r *Repo) reuse(ctx context.Context, dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
+		return false
+	}
+	r.dir = dir
+	url, err := r.Output(ctx, "config", "--get", "remote.origin.url")
+	if err != nil || strings.TrimSpace(string(url)) != r.opts.URL {
+		r.dir = ""
+		return false
+	}
+	head, err := r.Output(ctx, "symbolic-ref", "--short", "HEAD")
+	if err != nil {
+		r.dir = ""
+		return false
+	}
+	r.branch = strings.TrimSpace(string(head))
+	return true
+}
+
+func (r *Repo) clone(ctx context.Context, dir string) error {
+	args := []string{"clone", "--quiet", "--bare", "--single-branch", "--no-tags"}
+	if r.opts.Branch != "" {
+		args = append(args, "--branch", r.opts.Branch)
+	}
+	if r.opts.Depth > 0 && !isLocalPath(r.opts.URL) {
+		args = append(args, fmt.Sprintf("--depth=%d", r.opts.Depth))
+	}
+	args = append(args, "--", r.opts.URL, dir)
+	if _, err := r.Output(ctx, args...); err != nil {
+		if r.opts.Branch != "" && strings.Contains(err.Error(), "not found in upstream") {
+			return fmt.Errorf("branch %q does not exist in %s", r.opts.Branch, r.URL())
+		}
+		return err
+	}
+	r.dir = dir
+	refs, err := r.Output(ctx, "for-each-ref", "--format=%(refname)", "refs/heads/")
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(refs)) == 0 {
+		return fmt.Errorf("%s: %w", r.URL(), ErrEmpty)
+	}
+	head, err := r.Output(ctx, "symbolic-ref", "--short", "HEAD")
+	if err != nil {
+		return err
+	}
+	r.branch = strings.TrimSpace(string(head))
+	// Keep the refspec to the one branch so a later plain fetch stays small.
+	_, err = r.Output(ctx, "config", "remote.origin.fetch", "+"+r.ref()+":"+r.ref())
+	return err
+}
+
+// isLocalPath tells a path on this machine from a URL, the way git does: anything
+// with "://" is a URL, and "host:path" (a colon before any slash) is scp-like SSH.
+func isLocalPath(u string) bool {
+	if strings.Contains(u, "://") {
+		return false
+	}
+	colon := strings.Index(u, ":")
+	slash := strings.Index(u, "/")
+	return colon < 0 || (slash >= 0 && slash < colon)
+}

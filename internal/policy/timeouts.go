@@ -1,0 +1,74 @@
+package policy
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Timeouts maps a pool name to the age after which its claimed locks are stale.
+type Timeouts map[string]time.Duration
+
+// ParseTimeouts reads "name:timeout,..." as the original pool boy's POOLS did: a bare
+// integer is minutes ("worker_pool:60"); a Go duration also works ("gpu:2h").
+// An empty spec means no pool has a timeout.
+func ParseTimeouts(spec string) (Timeouts, error) {
+	t := Timeouts{}
+	if strings.TrimSpace(spec) == "" {
+		return t, nil
+	}
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		name, val, ok := strings.Cut(part, ":")
+		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
+		switch {
+		case part == "":
+			return nil, fmt.Errorf("pools %q: empty entry (want name:timeout,...)", spec)
+		case !ok:
+			return nil, fmt.Errorf("pools: %q has no timeout (want name:timeout, e.g. %s:60 or %s:90m)", part, name, name)
+		case name == "":
+			return nil, fmt.Errorf("pools: %q has no pool name", part)
+		case strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, "."):
+			return nil, fmt.Errorf("pools: %q is not a pool name", name)
+		case val == "":
+			return nil, fmt.Errorf("pools: %q has no timeout after ':' (e.g. %s:60 or %s:90m)", part, name, name)
+		}
+		if _, dup := t[name]; dup {
+			return nil, fmt.Errorf("pools: %q is given twice", name)
+		}
+		d, err := parseTimeout(val)
+		if err != nil {
+			return nil, fmt.Errorf("pools: %s: %w", name, err)
+		}
+		t[name] = d
+	}
+	return t, nil
+}
+
+func parseTimeout(s string) (time.Duration, error) {
+	var d time.Duration
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n > int64(1<<63-1)/int64(time.Minute) {
+			return 0, fmt.Errorf("timeout %q is too large", s)
+		}
+		d = time.Duration(n) * time.Minute
+	} else if d, err = time.ParseDuration(s); err != nil {
+		return 0, fmt.Errorf("timeout %q is neither minutes nor a duration like 90m or 2h", s)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("timeout %q must be positive", s)
+	}
+	return d, nil
+}
+
+// Names lists the pools, sorted.
+func (t Timeouts) Names() []string {
+	names := make([]string, 0, len(t))
+	for n := range t {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

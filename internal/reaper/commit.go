@@ -1,0 +1,89 @@
+package reaper
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/policy"
+)
+
+// commitFrees makes one commit per lock on top of parent, each moving the lock's
+// file from claimed/ to unclaimed/ unchanged (same blob, same mode), through a
+// private index file: no work tree, so no lock content is ever read or written.
+func commitFrees(ctx context.Context, repo Repo, parent string, locks []LockReport, now time.Time) ([]Freed, error) {
+	idx, err := os.CreateTemp("", "poolboy-index-")
+	if err != nil {
+		return nil, err
+	}
+	idx.Close()
+	os.Remove(idx.Name()) // git wants to create it; we only want a private name
+	defer os.Remove(idx.Name())
+	env := []string{"GIT_INDEX_FILE=" + idx.Name()}
+
+	if _, err := repo.Input(ctx, nil, env, "read-tree", parent); err != nil {
+		return nil, err
+	}
+	var freed []Freed
+	for _, l := range locks {
+		from, to := l.lock, l.lock
+		to.Claimed = false
+		zero := strings.Repeat("0", len(from.Blob))
+		info := fmt.Sprintf("0 %s\t%s\x00%s %s\t%s\x00", zero, from.Path(), from.Mode, from.Blob, to.Path())
+		if _, err := repo.Input(ctx, strings.NewReader(info), env, "update-index", "-z", "--index-info"); err != nil {
+			return nil, err
+		}
+		tree, err := repo.Input(ctx, nil, env, "write-tree")
+		if err != nil {
+			return nil, err
+		}
+		out, err := repo.Input(ctx, strings.NewReader(message(l, now)), nil,
+			"commit-tree", strings.TrimSpace(string(tree)), "-p", parent, "-F", "-")
+		if err != nil {
+			return nil, err
+		}
+		parent = strings.TrimSpace(string(out))
+		freed = append(freed, Freed{LockReport: l, Commit: parent})
+	}
+	return freed, nil
+}
+
+// message is the unclaiming commit's message: the pool resource's own first line,
+// so every tool that reads pool history understands it, then why, for people, then
+// trailers, for machines.
+func message(l LockReport, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "unclaiming: %s\n\n", l.Name)
+	fmt.Fprintf(&b, "poolboy freed this lock: %s.\n\n", l.Verdict.Reason)
+	fmt.Fprintf(&b, "Pool:       %s\n", l.Pool)
+	fmt.Fprintf(&b, "Claimed at: %s (%s ago)\n", l.ClaimedAt.UTC().Format(time.RFC3339), policy.Human(l.Verdict.Age))
+	fmt.Fprintf(&b, "Claim:      %s\n", l.ClaimCommit)
+	fmt.Fprintf(&b, "Owner:      %s\n", oneLine(l.Owner.String()))
+	if l.Owner.URL != "" {
+		fmt.Fprintf(&b, "Build URL:  %s\n", oneLine(l.Owner.URL))
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "Poolboy-Rule: %s\n", l.Verdict.Rule)
+	fmt.Fprintf(&b, "Poolboy-Pool: %s\n", l.Pool)
+	fmt.Fprintf(&b, "Poolboy-Lock: %s\n", l.Name)
+	fmt.Fprintf(&b, "Poolboy-Claim-Commit: %s\n", l.ClaimCommit)
+	fmt.Fprintf(&b, "Poolboy-Claimed-At: %s\n", l.ClaimedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "Poolboy-Age-Seconds: %d\n", int64(l.Verdict.Age/time.Second))
+	fmt.Fprintf(&b, "Poolboy-Timeout-Seconds: %d\n", int64(l.timeout/time.Second))
+	fmt.Fprintf(&b, "Poolboy-Owner: %s\n", oneLine(l.Owner.String()))
+	fmt.Fprintf(&b, "Poolboy-Decided-At: %s\n", now.UTC().Format(time.RFC3339))
+	return b.String()
+}
+
+// oneLine keeps text that came from the repository (owner names, URLs) from adding
+// lines, and so trailers, to our message.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

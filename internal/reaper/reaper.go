@@ -1,0 +1,293 @@
+// Package reaper reports the state of every pool and frees stale locks.
+//
+// Invariants:
+//   - A lock is freed only if policy.Decide says Stale on the state the push is built on.
+//   - One commit per freed lock; the push is fast-forward only. When it is rejected,
+//     everything is fetched and decided again from the new state: the lock may have
+//     been released, or released and claimed again, meanwhile.
+//   - Pools without a timeout, pools missing claimed/ or unclaimed/, and locks with an
+//     integrity problem are reported and never touched.
+package reaper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/claims"
+	"github.com/poolboy-ci/poolboy/internal/commitmsg"
+	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/pool"
+)
+
+// Repo is the part of a git mirror the reaper needs (gitx.Repo is the real one).
+type Repo interface {
+	pool.Git
+	claims.Git
+	Input(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error)
+	Head(ctx context.Context) (string, error)
+	Fetch(ctx context.Context) (string, error)
+	Deepen(ctx context.Context, n int) error
+	IsShallow() bool
+	Shallow() (map[string]bool, error)
+	Push(ctx context.Context, commit string) error
+}
+
+// Config is how the reaper decides and retries.
+type Config struct {
+	Timeouts    policy.Timeouts
+	Now         func() time.Time                // default time.Now
+	MaxAttempts int                             // clean: pushes tried before giving up; default 5
+	Backoff     func(attempt int) time.Duration // wait after the attempt-th lost race; default jittered exponential
+	DeepenBy    int                             // first extra history fetched when a claim is not found; doubles; default 256
+	Log         *slog.Logger                    // default: discard
+}
+
+func (c *Config) defaults() {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.Backoff == nil {
+		c.Backoff = Backoff
+	}
+	if c.DeepenBy <= 0 {
+		c.DeepenBy = 256
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Backoff waits 250ms, 500ms, 1s, ... capped at 8s, each scaled by a random factor
+// in [0.5, 1.5) so that racing reapers do not collide again in lock-step.
+func Backoff(attempt int) time.Duration {
+	d := 250 * time.Millisecond << min(attempt-1, 5)
+	return time.Duration(float64(d) * (0.5 + rand.Float64()))
+}
+
+// LockReport is one claimed lock and its verdict.
+type LockReport struct {
+	Pool        string
+	Name        string
+	ClaimCommit string // "" when not found
+	ClaimedAt   time.Time
+	Owner       commitmsg.Owner
+	Verdict     policy.Verdict
+
+	lock    pool.Lock
+	timeout time.Duration
+}
+
+// PoolReport is one pool.
+type PoolReport struct {
+	Name      string
+	Timeout   time.Duration // 0: none
+	Claimed   int
+	Unclaimed int
+	Stale     int
+	Locks     []LockReport // claimed locks, by name
+	Problems  []pool.Problem
+	intact    bool
+}
+
+// Report is every pool at one commit.
+type Report struct {
+	Commit string
+	At     time.Time
+	Pools  []PoolReport
+}
+
+// Stale lists the locks to free.
+func (r *Report) Stale() []LockReport {
+	var out []LockReport
+	for _, p := range r.Pools {
+		if p.Timeout <= 0 || !p.intact {
+			continue
+		}
+		for _, l := range p.Locks {
+			if l.Verdict.Reap() {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+// UnknownPoolError is a configured pool the repository does not have.
+type UnknownPoolError struct {
+	Pool     string
+	Existing []string
+}
+
+func (e *UnknownPoolError) Error() string {
+	existing := "none"
+	if len(e.Existing) > 0 {
+		existing = strings.Join(e.Existing, ", ")
+	}
+	return fmt.Sprintf("unknown pool %q (pools in the repository: %s)", e.Pool, existing)
+}
+
+// Status evaluates the branch as the mirror has it now.
+func Status(ctx context.Context, repo Repo, cfg Config) (*Report, error) {
+	cfg.defaults()
+	head, err := repo.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return evaluate(ctx, repo, cfg, head)
+}
+
+// evaluate reads the pools at head, finds every claim in one walk (deepening a
+// shallow mirror until all are found), and decides each lock.
+func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report, error) {
+	deepen := cfg.DeepenBy
+	for {
+		snap, err := pool.Read(ctx, repo, head)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range cfg.Timeouts.Names() {
+			if snap.Pool(name) == nil {
+				return nil, &UnknownPoolError{Pool: name, Existing: snap.Names()}
+			}
+		}
+		var paths []string
+		for _, p := range snap.Pools {
+			for _, l := range p.Claimed {
+				if p.Broken[l.Name] == "" {
+					paths = append(paths, l.Path())
+				}
+			}
+		}
+		shallow, err := repo.Shallow()
+		if err != nil {
+			return nil, err
+		}
+		found, err := claims.Find(ctx, repo, head, paths, shallow)
+		if err != nil {
+			return nil, err
+		}
+		if len(found) == len(paths) || !repo.IsShallow() {
+			return decide(cfg, snap, found), nil
+		}
+		cfg.Log.Debug("claims beyond the shallow history; deepening", "missing", len(paths)-len(found), "by", deepen)
+		if err := repo.Deepen(ctx, deepen); err != nil {
+			return nil, err
+		}
+		deepen *= 2
+		if head, err = repo.Head(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func decide(cfg Config, snap *pool.Snapshot, found map[string]claims.Claim) *Report {
+	now := cfg.Now()
+	rep := &Report{Commit: snap.Commit, At: now}
+	for _, p := range snap.Pools {
+		pr := PoolReport{
+			Name:      p.Name,
+			Timeout:   cfg.Timeouts[p.Name],
+			Claimed:   len(p.Claimed),
+			Unclaimed: len(p.Unclaimed),
+			Problems:  p.Problems,
+			intact:    p.Intact(),
+		}
+		for _, l := range p.Claimed {
+			c, ok := found[l.Path()]
+			lr := LockReport{Pool: p.Name, Name: l.Name, lock: l, timeout: pr.Timeout}
+			if ok {
+				lr.ClaimCommit, lr.ClaimedAt = c.Commit, c.Time
+				lr.Owner = commitmsg.Parse(c.Message).Owner
+			}
+			lr.Verdict = policy.Decide(policy.Input{
+				Now:        now,
+				ClaimFound: ok,
+				ClaimedAt:  c.Time,
+				Timeout:    pr.Timeout,
+				Problem:    p.Broken[l.Name],
+			})
+			if lr.Verdict.Reap() {
+				pr.Stale++
+			}
+			pr.Locks = append(pr.Locks, lr)
+		}
+		rep.Pools = append(rep.Pools, pr)
+	}
+	return rep
+}
+
+// Freed is a lock the reaper released.
+type Freed struct {
+	LockReport
+	Commit string // the unclaiming commit
+}
+
+// Result is what clean did.
+type Result struct {
+	Report   *Report // the state the last decision was made on
+	Freed    []Freed // pushed, or planned on a dry run
+	DryRun   bool
+	Attempts int
+}
+
+// Clean frees every stale lock, one commit each, pushed fast-forward; a lost race
+// means fetch, decide again, and retry, up to cfg.MaxAttempts times.
+func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, error) {
+	cfg.defaults()
+	head, err := repo.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		rep, err := evaluate(ctx, repo, cfg, head)
+		if err != nil {
+			return nil, err
+		}
+		res := &Result{Report: rep, DryRun: dryRun, Attempts: attempt}
+		stale := rep.Stale()
+		if dryRun || len(stale) == 0 {
+			for _, l := range stale {
+				res.Freed = append(res.Freed, Freed{LockReport: l})
+			}
+			return res, nil
+		}
+		res.Freed, err = commitFrees(ctx, repo, head, stale, rep.At)
+		if err != nil {
+			return nil, err
+		}
+		tip := res.Freed[len(res.Freed)-1].Commit
+		err = repo.Push(ctx, tip)
+		if err == nil {
+			for _, f := range res.Freed {
+				cfg.Log.Info("freed lock", "pool", f.Pool, "lock", f.Name, "commit", f.Commit, "reason", f.Verdict.Reason)
+			}
+			return res, nil
+		}
+		if !errors.Is(err, gitx.ErrRejected) {
+			return nil, err
+		}
+		if attempt >= cfg.MaxAttempts {
+			return nil, fmt.Errorf("gave up after %d attempts: the branch kept moving under us (%w)", attempt, err)
+		}
+		wait := cfg.Backoff(attempt)
+		cfg.Log.Info("lost a push race; deciding again from the new state", "attempt", attempt, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		if head, err = repo.Fetch(ctx); err != nil {
+			return nil, err
+		}
+	}
+}

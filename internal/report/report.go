@@ -1,0 +1,208 @@
+// Package report renders what the reaper found, for people (text) and for
+// programs (JSON, schema "poolboy.status/v1", documented in docs/status-schema.md).
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/commitmsg"
+	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/pool"
+	"github.com/poolboy-ci/poolboy/internal/reaper"
+)
+
+// Schema names the JSON document's version; fields are only ever added within it.
+const Schema = "poolboy.status/v1"
+
+// Doc is the JSON document.
+type Doc struct {
+	Schema      string    `json:"schema"`
+	Repo        string    `json:"repo"`
+	Branch      string    `json:"branch"`
+	Commit      string    `json:"commit"`
+	GeneratedAt time.Time `json:"generated_at"`
+	Pools       []Pool    `json:"pools"`
+	Clean       *Clean    `json:"clean,omitempty"`
+}
+
+// Pool is one pool.
+type Pool struct {
+	Name           string         `json:"name"`
+	TimeoutSeconds *int64         `json:"timeout_seconds"` // null: no timeout, never cleaned
+	Claimed        int            `json:"claimed"`
+	Unclaimed      int            `json:"unclaimed"`
+	Stale          int            `json:"stale"`
+	Locks          []Lock         `json:"locks"`
+	Problems       []pool.Problem `json:"problems"`
+}
+
+// Lock is one claimed lock.
+type Lock struct {
+	Name        string     `json:"name"`
+	Owner       *Owner     `json:"owner"` // null: unknown
+	ClaimCommit string     `json:"claim_commit"`
+	ClaimedAt   *time.Time `json:"claimed_at"`
+	AgeSeconds  int64      `json:"age_seconds"`
+	Verdict     string     `json:"verdict"`
+	Rule        string     `json:"rule"`
+	Reason      string     `json:"reason"`
+}
+
+// Owner is the build that claimed a lock, as its claim commit tells.
+type Owner struct {
+	Display      string                     `json:"display"`
+	Team         string                     `json:"team,omitempty"`
+	Pipeline     string                     `json:"pipeline,omitempty"`
+	InstanceVars map[string]json.RawMessage `json:"instance_vars,omitempty"`
+	Job          string                     `json:"job,omitempty"`
+	Build        string                     `json:"build,omitempty"`
+	BuildID      string                     `json:"build_id,omitempty"`
+	URL          string                     `json:"url,omitempty"`
+}
+
+// Clean is what a clean run did (or would do, on a dry run).
+type Clean struct {
+	DryRun   bool    `json:"dry_run"`
+	Attempts int     `json:"attempts"`
+	Freed    []Freed `json:"freed"`
+}
+
+// Freed is one freed lock.
+type Freed struct {
+	Pool   string `json:"pool"`
+	Lock   string `json:"lock"`
+	Commit string `json:"commit,omitempty"` // empty on a dry run
+	Rule   string `json:"rule"`
+	Reason string `json:"reason"`
+}
+
+// Build turns a report (and a clean result, if any) into the JSON document.
+func Build(repo, branch string, rep *reaper.Report, res *reaper.Result) Doc {
+	d := Doc{Schema: Schema, Repo: repo, Branch: branch, Commit: rep.Commit, GeneratedAt: rep.At.UTC(), Pools: []Pool{}}
+	for _, p := range rep.Pools {
+		jp := Pool{Name: p.Name, Claimed: p.Claimed, Unclaimed: p.Unclaimed, Stale: p.Stale,
+			Locks: []Lock{}, Problems: p.Problems}
+		if jp.Problems == nil {
+			jp.Problems = []pool.Problem{}
+		}
+		if p.Timeout > 0 {
+			s := int64(p.Timeout / time.Second)
+			jp.TimeoutSeconds = &s
+		}
+		for _, l := range p.Locks {
+			jl := Lock{Name: l.Name, ClaimCommit: l.ClaimCommit, AgeSeconds: int64(l.Verdict.Age / time.Second),
+				Verdict: string(l.Verdict.State), Rule: l.Verdict.Rule, Reason: l.Verdict.Reason}
+			if l.ClaimCommit != "" {
+				t := l.ClaimedAt.UTC()
+				jl.ClaimedAt = &t
+			}
+			if l.Owner.Known() || l.Owner.URL != "" {
+				jl.Owner = ownerDoc(l.Owner)
+			}
+			jp.Locks = append(jp.Locks, jl)
+		}
+		d.Pools = append(d.Pools, jp)
+	}
+	if res != nil {
+		d.Clean = &Clean{DryRun: res.DryRun, Attempts: res.Attempts, Freed: []Freed{}}
+		for _, f := range res.Freed {
+			d.Clean.Freed = append(d.Clean.Freed, Freed{Pool: f.Pool, Lock: f.Name, Commit: f.Commit,
+				Rule: f.Verdict.Rule, Reason: f.Verdict.Reason})
+		}
+	}
+	return d
+}
+
+func ownerDoc(o commitmsg.Owner) *Owner {
+	return &Owner{Display: o.String(), Team: o.Team, Pipeline: o.Pipeline, InstanceVars: o.Vars,
+		Job: o.Job, Build: o.Build, BuildID: o.BuildID, URL: o.URL}
+}
+
+// JSON writes the document, indented.
+func JSON(w io.Writer, d Doc) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(d)
+}
+
+// Text writes the document for people: a block per pool, a row per claimed lock.
+func Text(w io.Writer, d Doc) error {
+	fmt.Fprintf(w, "%s (branch %s at %s)\n", d.Repo, d.Branch, short(d.Commit))
+	if len(d.Pools) == 0 {
+		fmt.Fprintln(w, "\nno pools in this repository")
+	}
+	for _, p := range d.Pools {
+		timeout := "no timeout"
+		if p.TimeoutSeconds != nil {
+			timeout = "timeout " + policy.Human(time.Duration(*p.TimeoutSeconds)*time.Second)
+		}
+		fmt.Fprintf(w, "\npool %s (%s): %d claimed, %d unclaimed, %d stale\n", p.Name, timeout, p.Claimed, p.Unclaimed, p.Stale)
+		if len(p.Locks) > 0 {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "  LOCK\tOWNER\tCLAIMED AT\tAGE\tVERDICT\tREASON")
+			for _, l := range p.Locks {
+				owner, at, age := "unknown", "-", "-"
+				if l.Owner != nil {
+					owner = l.Owner.Display
+				}
+				if l.ClaimedAt != nil {
+					at = l.ClaimedAt.Format("2006-01-02 15:04 UTC")
+					age = policy.Human(time.Duration(l.AgeSeconds) * time.Second)
+				}
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", l.Name, owner, at, age, l.Verdict, l.Reason)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+		}
+		for _, pr := range p.Problems {
+			fmt.Fprintf(w, "  problem: %s\n", pr)
+		}
+	}
+	if d.Clean != nil {
+		fmt.Fprintln(w)
+		verb := "freed"
+		if d.Clean.DryRun {
+			verb = "would free"
+		}
+		for _, f := range d.Clean.Freed {
+			commit := ""
+			if f.Commit != "" {
+				commit = " in " + short(f.Commit)
+			}
+			fmt.Fprintf(w, "%s %s/%s%s: %s\n", verb, f.Pool, f.Lock, commit, f.Reason)
+		}
+		fmt.Fprintln(w, cleanSummary(d.Clean))
+	}
+	return nil
+}
+
+func cleanSummary(c *Clean) string {
+	n := len(c.Freed)
+	switch {
+	case n == 0:
+		return "nothing to clean: no stale locks"
+	case c.DryRun:
+		return fmt.Sprintf("dry run: %d stale %s, nothing pushed", n, plural(n, "lock"))
+	}
+	return fmt.Sprintf("cleaned %d %s (%d %s)", n, plural(n, "lock"), c.Attempts, plural(c.Attempts, "attempt"))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
+
+func short(sha string) string {
+	if len(sha) > 10 {
+		return sha[:10]
+	}
+	return strings.TrimSpace(sha)
+}

@@ -1,0 +1,281 @@
+// Package testenv holds helpers for tests that exercise REAL components: the
+// git CLI, and git servers (git daemon, git http-backend) on loopback.
+//
+// Project rules these helpers follow: no sleeps standing in for
+// synchronisation (conditions are polled with a bounded deadline), a missing
+// real component fails the test under CI=true and skips it otherwise, only
+// 127.0.0.1 is used, and everything started is stopped via t.Cleanup.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gitTimeout bounds a single git invocation so a wedged server fails the
+// test instead of hanging it until the global go test timeout.
+const gitTimeout = 2 * time.Minute
+
+// RequireCommand returns the absolute path of a command, failing under
+// CI=true and skipping otherwise when it is missing.
+func RequireCommand(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		p, err = filepath.Abs(p)
+	}
+	if err != nil {
+		missing(t, "command %q not found: %v", name, err)
+		return ""
+	}
+	return p
+}
+
+// missing reports an absent real component: CI must not silently skip
+// what it is supposed to test, a developer machine may.
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// gitExecPath returns `git --exec-path` and checks that the git subcommand
+// binary sub (e.g. "git-daemon") is installed there; some distributions
+// ship git-daemon and git-http-backend in separate packages.
+func gitExecPath(t testing.TB, sub string) string {
+	t.Helper()
+	dir := Git(t, "", "--exec-path")
+	if _, err := os.Stat(filepath.Join(dir, sub)); err != nil {
+		missing(t, "%s not installed in %s: %v", sub, dir, err)
+	}
+	return dir
+}
+
+var (
+	homesMu sync.Mutex
+	homes   = map[testing.TB]string{}
+)
+
+// home returns the per-test HOME, created on first use, so no user or
+// machine git config (credential helpers, url rewrites, hooks) leaks in.
+func home(t testing.TB) string {
+	t.Helper()
+	homesMu.Lock()
+	defer homesMu.Unlock()
+	if h, ok := homes[t]; ok {
+		return h
+	}
+	h := t.TempDir()
+	homes[t] = h
+	t.Cleanup(func() {
+		homesMu.Lock()
+		delete(homes, t)
+		homesMu.Unlock()
+	})
+	return h
+}
+
+// gitEnv builds the deterministic environment for git. The inherited
+// environment is kept (PATH, TMPDIR, ...) minus anything that changes git's
+// behaviour: GIT_* variables, config locations, askpass helpers and proxies
+// (curl would otherwise send loopback traffic to a proxy).
+func gitEnv(t testing.TB, extra []string) []string {
+	t.Helper()
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "GIT_"),
+			strings.HasSuffix(strings.ToLower(k), "_proxy"),
+			k == "HOME", k == "XDG_CONFIG_HOME", k == "SSH_ASKPASS",
+			k == "EMAIL", k == "LANGUAGE":
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env,
+		"HOME="+home(t),
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=Test",
+		"GIT_AUTHOR_EMAIL=test@example.com",
+		"GIT_COMMITTER_NAME=Test",
+		"GIT_COMMITTER_EMAIL=test@example.com",
+		"GIT_TERMINAL_PROMPT=0",
+		"LC_ALL=C",
+	)
+	// os/exec keeps the last value of a duplicated key, so extra wins.
+	return append(env, extra...)
+}
+
+// runGit runs git and returns trimmed stdout, stderr and the error, without
+// failing the test; for checks that expect git to fail.
+func runGit(t testing.TB, dir string, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	git := RequireCommand(t, "git")
+	ctx, cancel := context.WithTimeout(context.Background(), gitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, git, args...)
+	cmd.Dir = dir
+	cmd.Env = gitEnv(t, env)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	// A helper (git-remote-http, ssh) left holding our pipes must not
+	// block Wait forever after a timeout kill.
+	cmd.WaitDelay = 5 * time.Second
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (timeout %v)", err, gitTimeout)
+	}
+	return strings.TrimSpace(out.String()), strings.TrimSpace(errb.String()), err
+}
+
+// Git runs the git CLI in dir (dir may be "" for the current directory)
+// with a deterministic environment, fails the test with git's stderr on
+// error and returns trimmed stdout.
+func Git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	return GitEnv(t, dir, nil, args...)
+}
+
+// GitEnv is like Git but with extra "K=V" environment entries (e.g.
+// GIT_COMMITTER_DATE); they override the deterministic defaults.
+func GitEnv(t testing.TB, dir string, env []string, args ...string) string {
+	t.Helper()
+	out, errOut, err := runGit(t, dir, env, args...)
+	if err != nil {
+		t.Fatalf("git %s (in %q): %v\n%s", strings.Join(args, " "), dir, err, errOut)
+	}
+	return out
+}
+
+// FreePort returns a free TCP port on 127.0.0.1. The port is released before
+// returning, so callers that bind it later must tolerate a (rare) race.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen on 127.0.0.1:0: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects a child's stderr; the exec copier goroutine writes
+// while the test may read it for diagnostics.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// GitDaemon serves every bare repository under root with `git daemon`
+// (export-all, receive-pack enabled, on 127.0.0.1 and a free port), waits
+// until it accepts connections and stops it at cleanup. It returns the base
+// URL "git://127.0.0.1:PORT/"; root/locks.git is then base+"locks.git".
+func GitDaemon(t testing.TB, root string) string {
+	t.Helper()
+	gitExecPath(t, "git-daemon")
+	root, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatalf("abs %q: %v", root, err)
+	}
+	// FreePort releases the port before the daemon binds it; if someone
+	// else grabs it in between the daemon exits, and we retry on a new one.
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port := FreePort(t)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if lastErr = startDaemon(t, root, port, addr); lastErr == nil {
+			return fmt.Sprintf("git://%s/", addr)
+		}
+	}
+	t.Fatalf("git daemon did not start: %v", lastErr)
+	return ""
+}
+
+// startDaemon starts one git daemon and polls until it accepts connections.
+// On success the daemon is stopped at cleanup; on failure it is already gone.
+func startDaemon(t testing.TB, root string, port int, addr string) error {
+	t.Helper()
+	cmd := exec.Command(RequireCommand(t, "git"), "daemon",
+		"--export-all",
+		"--enable=receive-pack",
+		"--reuseaddr",
+		"--informative-errors",
+		"--listen=127.0.0.1",
+		fmt.Sprintf("--port=%d", port),
+		"--base-path="+root,
+	)
+	cmd.Env = gitEnv(t, nil)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	cmd.WaitDelay = 5 * time.Second
+	// Own process group: the daemon forks a child per connection, and
+	// stopping must take those with it.
+	setProcessGroup(cmd)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	stop := func() {
+		_ = killProcessGroup(cmd)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("git daemon (pid %d) did not exit after kill", cmd.Process.Pid)
+		}
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		if err == nil {
+			c.Close()
+			t.Cleanup(func() {
+				stop()
+				if t.Failed() {
+					t.Logf("git daemon stderr:\n%s", stderr.String())
+				}
+			})
+			return nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return fmt.Errorf("not accepting on %s after 10s: %v\n%s", addr, err, stderr.String())
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("exited early: %v\n%s", waitErr, stderr.String())
+		case <-tick.C:
+		}
+	}
+}
