@@ -1,9 +1,11 @@
 // Package claims finds, for each claimed lock, the commit that claimed it: the most
 // recent commit on the branch's first-parent line that put the file into claimed/.
 //
-// All locks are found in one walk of history (one `git log`), limited to the paths
-// of the locks still to be found, and stopped as soon as every one is found, so the
-// cost is one pass over the history that matters, not locks × history. Updating a
+// All locks are found in one walk of history (one `git log`), limited to the
+// claimed/ directories that hold them, and stopped as soon as every one is found, so
+// the cost is one pass over the history that matters, not locks × history. (git
+// matches a few directory pathspecs far faster than hundreds of file ones: 1 s
+// against 7.6 s over 100,000 commits.) Updating a
 // claimed lock changes its file but does not claim it: only additions count.
 package claims
 
@@ -13,6 +15,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"path"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -39,19 +44,23 @@ func Find(ctx context.Context, git Git, head string, paths []string, shallow map
 		return found, nil
 	}
 	want := make(map[string]bool, len(paths))
+	dirs := map[string]bool{}
 	for _, p := range paths {
 		want[p] = true
+		dirs[path.Dir(p)] = true
 	}
 	args := []string{"log", "--first-parent", "--no-renames", "--diff-filter=A", "--name-only", "-z",
 		"--format=" + marker + "%H%x00%ct%x00%B", head, "--"}
-	args = append(args, paths...)
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		args = append(args, d)
+	}
 	err := git.Stream(ctx, func(r io.Reader) error {
-		return parse(r, func(c Claim, path string) bool {
-			if !want[path] {
+		return parse(r, func(c Claim, p string) bool {
+			if !want[p] {
 				return false
 			}
-			if _, seen := found[path]; !seen && !shallow[c.Commit] {
-				found[path] = c
+			if _, seen := found[p]; !seen && !shallow[c.Commit] {
+				found[p] = c
 			}
 			return len(found) == len(want)
 		})

@@ -38,7 +38,9 @@ type usageError struct{ error }
 
 // Main runs poolboy with args (without the program name) and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
-	err := newRoot(stdout, stderr, env).ExecuteContext(ctx)
+	root := newRoot(stdout, stderr, env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
 	}

@@ -153,9 +153,9 @@ func Parse(msg string) Message {
 		}
 	}
 
-	url := buildURLLine(body)
-	m.Owner = merge(prefixOwner, parseBuildURL(url))
-	m.Owner.URL = url
+	rawURL := buildURLLine(body)
+	m.Owner = merge(prefixOwner, parseBuildURL(rawURL))
+	m.Owner.URL = rawURL
 	return m
 }
 

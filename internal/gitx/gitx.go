@@ -59,6 +59,7 @@ type Repo struct {
 	branch  string
 	env     []string
 	secrets []string
+	depth   int // history fetched so far, when shallow
 	cleanup []func()
 	log     *slog.Logger
 }
@@ -127,14 +128,19 @@ func (r *Repo) Fetch(ctx context.Context) (string, error) {
 	return r.Head(ctx)
 }
 
-// Deepen fetches n more commits of history behind the shallow boundary (and any
-// new commits on the branch). It is a no-op on a complete clone.
-func (r *Repo) Deepen(ctx context.Context, n int) error {
+// Deepen makes a shallow clone's history four times as deep (and fetches any new
+// commits on the branch). Growing geometrically bounds both the rounds (log₄ of the
+// history needed) and the excess downloaded. It is a no-op on a complete clone.
+func (r *Repo) Deepen(ctx context.Context) error {
 	if !r.IsShallow() {
 		return nil
 	}
-	_, err := r.Output(ctx, append(r.fetchArgs(), fmt.Sprintf("--deepen=%d", n))...)
-	return err
+	more := 3 * max(r.depth, 1)
+	if _, err := r.Output(ctx, append(r.fetchArgs(), fmt.Sprintf("--deepen=%d", more))...); err != nil {
+		return err
+	}
+	r.depth += more
+	return nil
 }
 
 // IsShallow says whether the clone lacks part of the history.
@@ -321,6 +327,7 @@ func (r *Repo) clone(ctx context.Context, dir string) error {
 	}
 	if r.opts.Depth > 0 && !isLocalPath(r.opts.URL) {
 		args = append(args, fmt.Sprintf("--depth=%d", r.opts.Depth))
+		r.depth = r.opts.Depth
 	}
 	args = append(args, "--", r.opts.URL, dir)
 	if _, err := r.Output(ctx, args...); err != nil {

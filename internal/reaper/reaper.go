@@ -33,7 +33,7 @@ type Repo interface {
 	Input(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error)
 	Head(ctx context.Context) (string, error)
 	Fetch(ctx context.Context) (string, error)
-	Deepen(ctx context.Context, n int) error
+	Deepen(ctx context.Context) error
 	IsShallow() bool
 	Shallow() (map[string]bool, error)
 	Push(ctx context.Context, commit string) error
@@ -45,7 +45,6 @@ type Config struct {
 	Now         func() time.Time                // default time.Now
 	MaxAttempts int                             // clean: pushes tried before giving up; default 5
 	Backoff     func(attempt int) time.Duration // wait after the attempt-th lost race; default jittered exponential
-	DeepenBy    int                             // first extra history fetched when a claim is not found; doubles; default 256
 	Log         *slog.Logger                    // default: discard
 }
 
@@ -58,9 +57,6 @@ func (c *Config) defaults() {
 	}
 	if c.Backoff == nil {
 		c.Backoff = Backoff
-	}
-	if c.DeepenBy <= 0 {
-		c.DeepenBy = 256
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -149,7 +145,6 @@ func Status(ctx context.Context, repo Repo, cfg Config) (*Report, error) {
 // evaluate reads the pools at head, finds every claim in one walk (deepening a
 // shallow mirror until all are found), and decides each lock.
 func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report, error) {
-	deepen := cfg.DeepenBy
 	for {
 		snap, err := pool.Read(ctx, repo, head)
 		if err != nil {
@@ -179,11 +174,10 @@ func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report,
 		if len(found) == len(paths) || !repo.IsShallow() {
 			return decide(cfg, snap, found), nil
 		}
-		cfg.Log.Debug("claims beyond the shallow history; deepening", "missing", len(paths)-len(found), "by", deepen)
-		if err := repo.Deepen(ctx, deepen); err != nil {
+		cfg.Log.Debug("claims beyond the shallow history; deepening", "missing", len(paths)-len(found))
+		if err := repo.Deepen(ctx); err != nil {
 			return nil, err
 		}
-		deepen *= 2
 		if head, err = repo.Head(ctx); err != nil {
 			return nil, err
 		}

@@ -253,6 +253,8 @@ func startDaemon(t testing.TB, root string, port int, addr string) error {
 		}
 	}
 
+	// The probe connects and hangs up, so the daemon logs one harmless
+	// "remote end hung up" line.
 	deadline := time.Now().Add(10 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
