@@ -1,0 +1,301 @@
+package gitx
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/fixture"
+	"github.com/poolboy-ci/poolboy/internal/testenv"
+)
+
+// remote builds a bare repo under root/name with pool aws and n extra commits on
+// branch, and returns its path.
+func remote(t *testing.T, root, name, branch string, n int) string {
+	t.Helper()
+	testenv.RequireCommand(t, "git")
+	now := time.Now()
+	ops := []fixture.Op{{Kind: fixture.Add, Pool: "aws", Lock: "env-1", At: now.Add(-time.Hour)}}
+	for i := 0; i < n; i++ {
+		kind := fixture.Claim
+		if i%2 == 1 {
+			kind = fixture.Release
+		}
+		ops = append(ops, fixture.Op{Kind: kind, Pool: "aws", Lock: "env-1", At: now.Add(-time.Duration(n-i) * time.Minute)})
+	}
+	dir := filepath.Join(root, name)
+	if err := fixture.Build(context.Background(), dir, fixture.Spec{Branch: branch, Pools: []string{"aws"}, Start: now.Add(-2 * time.Hour), Ops: ops}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func mustOpen(t *testing.T, o Options) *Repo {
+	t.Helper()
+	r, err := Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestOpenFindsDefaultBranchOverEveryTransport(t *testing.T) {
+	root := t.TempDir()
+	dir := remote(t, root, "locks.git", "locks", 3)
+	want := testenv.Git(t, dir, "rev-parse", "locks")
+	for name, url := range map[string]string{
+		"local path": dir,
+		"file":       "file://" + dir,
+		"git daemon": testenv.GitDaemon(t, root) + "locks.git",
+		"http":       testenv.GitHTTP(t, root, "", "").URL + "locks.git",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := mustOpen(t, Options{URL: url, Depth: 2})
+			if r.Branch() != "locks" {
+				t.Errorf("branch %q, want the remote's default, locks", r.Branch())
+			}
+			head, err := r.Head(context.Background())
+			if err != nil || head != want {
+				t.Errorf("head %s %v, want %s", head, err, want)
+			}
+		})
+	}
+}
+
+func TestPushIsFastForwardOnly(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 2)
+	ctx := context.Background()
+	r := mustOpen(t, Options{URL: "file://" + dir})
+	head, _ := r.Head(ctx)
+	mk := func(parent, msg string) string {
+		tree, err := r.Output(ctx, "rev-parse", parent+"^{tree}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := r.Input(ctx, strings.NewReader(msg), nil, "commit-tree", strings.TrimSpace(string(tree)), "-p", parent, "-F", "-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(c))
+	}
+	// Someone else pushes first.
+	other := testenv.NewClone(t, "file://"+dir, "main")
+	other.Move(t, "aws/unclaimed/env-1", "aws/claimed/env-1", "claiming: env-1")
+	theirs := other.RemoteHead(t)
+
+	err := r.Push(ctx, mk(head, "ours"))
+	if !errors.Is(err, ErrRejected) {
+		t.Fatalf("push over a moved branch: %v, want ErrRejected", err)
+	}
+	if other.RemoteHead(t) != theirs {
+		t.Fatal("a rejected push changed the remote")
+	}
+	newHead, err := r.Fetch(ctx)
+	if err != nil || newHead != theirs {
+		t.Fatalf("fetch: %s %v, want %s", newHead, err, theirs)
+	}
+	ours := mk(newHead, "ours again")
+	if err := r.Push(ctx, ours); err != nil {
+		t.Fatal(err)
+	}
+	if other.RemoteHead(t) != ours {
+		t.Error("push did not land")
+	}
+	if h, _ := r.Head(ctx); h != ours {
+		t.Errorf("local mirror at %s after push, want %s", h, ours)
+	}
+}
+
+func TestCacheDirIsReusedAndUpdated(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 2)
+	cache := t.TempDir()
+	url := "file://" + dir
+	r1 := mustOpen(t, Options{URL: url, CacheDir: cache})
+	clone := r1.Dir()
+	marker := filepath.Join(clone, "poolboy-test-marker")
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r1.Close()
+
+	other := testenv.NewClone(t, url, "main")
+	other.Move(t, "aws/unclaimed/env-1", "aws/claimed/env-1", "claiming: env-1")
+
+	r2 := mustOpen(t, Options{URL: url, CacheDir: cache})
+	if r2.Dir() != clone {
+		t.Fatalf("second run cloned to %s, want reuse of %s", r2.Dir(), clone)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatal("cached clone was replaced, not reused")
+	}
+	if h, _ := r2.Head(context.Background()); h != other.RemoteHead(t) {
+		t.Error("cached clone was not updated")
+	}
+	r2.Close()
+	if _, err := os.Stat(clone); err != nil {
+		t.Error("Close removed the cached clone")
+	}
+}
+
+func TestShallowCloneDeepensToCompleteHistory(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 40)
+	r := mustOpen(t, Options{URL: "file://" + dir, Depth: 2})
+	ctx := context.Background()
+	count := func() int {
+		out, err := r.Output(ctx, "rev-list", "--count", "HEAD")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		for _, c := range strings.TrimSpace(string(out)) {
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	if !r.IsShallow() || count() != 2 {
+		t.Fatalf("shallow=%v with %d commits, want a 2-commit shallow clone", r.IsShallow(), count())
+	}
+	sh, _ := r.Shallow()
+	if len(sh) != 1 {
+		t.Errorf("boundary: %v", sh)
+	}
+	for steps := []int{8, 32, 42}; len(steps) > 0; steps = steps[1:] {
+		if err := r.Deepen(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got != steps[0] {
+			t.Fatalf("after deepening: %d commits, want %d", got, steps[0])
+		}
+	}
+	if r.IsShallow() {
+		t.Error("still shallow with all 42 commits")
+	}
+}
+
+func TestErrorsAreOneLineAndNameTheProblem(t *testing.T) {
+	testenv.RequireCommand(t, "git")
+	root := t.TempDir()
+	dir := remote(t, root, "locks.git", "main", 1)
+	empty := filepath.Join(root, "empty.git")
+	testenv.Git(t, "", "init", "-q", "--bare", empty)
+	for _, c := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"missing branch", Options{URL: dir, Branch: "nope"}, `branch "nope" does not exist`},
+		{"empty", Options{URL: "file://" + empty}, "empty"},
+		{"unreachable", Options{URL: "file:///nonexistent/locks.git"}, "git clone"},
+		{"option injection", Options{URL: "--upload-pack=touch /tmp/x"}, "must not start with '-'"},
+		{"two keys", Options{URL: dir, Auth: Auth{PrivateKey: []byte("k"), PrivateKeyFile: "/k"}}, "either"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Open(context.Background(), c.o)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// spyGit puts a git on PATH that records its arguments and environment names, then
+// runs the real git: what every process poolboy starts was given.
+func spyGit(t *testing.T) (argsLog string) {
+	t.Helper()
+	real := testenv.RequireCommand(t, "git")
+	bin := t.TempDir()
+	argsLog = filepath.Join(bin, "args.log")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + argsLog + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return argsLog
+}
+
+func TestSecretsStayOutOfArgumentsErrorsAndDisk(t *testing.T) {
+	root := t.TempDir()
+	remote(t, root, "locks.git", "main", 1)
+	const password = "canary-pw-7f3a9d"
+	const keyLine = "canaryKEYmaterialAAAAB3NzaC1yc2E"
+	key := "-----BEGIN OPENSSH PRIVATE KEY-----\n" + keyLine + "\n-----END OPENSSH PRIVATE KEY-----"
+	srv := testenv.GitHTTP(t, root, "alice", password)
+	argsLog := spyGit(t)
+
+	// Right password: works, and neither secret reaches an argument.
+	r := mustOpen(t, Options{URL: srv.URL + "locks.git", Auth: Auth{Username: "alice", Password: password, PrivateKey: []byte(key)}})
+	keyFile := ""
+	for _, e := range r.env {
+		if strings.HasPrefix(e, "GIT_SSH_COMMAND=") {
+			keyFile = strings.Trim(strings.Fields(e)[2], "'")
+		}
+	}
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %q: %v %v, want mode 0600", keyFile, st, err)
+	}
+	r.Close()
+	if _, err := os.Stat(keyFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("key file survives Close: %v", err)
+	}
+
+	// Wrong password: git's reason is shown, the password is not.
+	wrong := "canary-wrong-91bd"
+	_, err = Open(context.Background(), Options{URL: srv.URL + "locks.git", Auth: Auth{Username: "alice", Password: wrong}})
+	if err == nil || strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), "Authentication failed") {
+		t.Fatalf("err = %v", err)
+	}
+	// A password written into the URL is redacted from errors too.
+	_, err = Open(context.Background(), Options{URL: strings.Replace(srv.URL, "://", "://alice:"+wrong+"@", 1) + "nope.git"})
+	if err == nil || strings.Contains(err.Error(), wrong) {
+		t.Fatalf("err = %v", err)
+	}
+
+	args, err := os.ReadFile(argsLog)
+	if err != nil || len(args) == 0 {
+		t.Fatalf("spy saw no git run: %v", err)
+	}
+	for _, s := range []string{password, keyLine} {
+		if strings.Contains(string(args), s) {
+			t.Errorf("secret %q in a git argument:\n%s", s, args)
+		}
+	}
+}
+
+func TestIsLocalPath(t *testing.T) {
+	for u, want := range map[string]bool{
+		"/srv/locks.git":            true,
+		"./locks":                   true,
+		"locks":                     true,
+		"./a:b":                     true,
+		"file:///srv/locks.git":     false,
+		"git@github.com:org/locks":  false,
+		"ssh://git@host/locks.git":  false,
+		"https://host/org/locks":    false,
+		"host:locks.git":            false,
+		"git://127.0.0.1:9418/x.gi": false,
+	} {
+		if got := isLocalPath(u); got != want {
+			t.Errorf("isLocalPath(%q) = %v, want %v", u, got, want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	r := &Repo{secrets: secretsOf(Auth{Password: "hunter2-xyz", PrivateKey: []byte("-----BEGIN-----\nAAAAsecretline\n-----END-----")})}
+	for in, want := range map[string]string{
+		"fatal: bad password hunter2-xyz":             "fatal: bad password [redacted]",
+		"https://bob:tok3n@example.com/locks.git":     "https://bob:[redacted]@example.com/locks.git",
+		"key AAAAsecretline leaked":                   "key [redacted] leaked",
+		"ssh://git@example.com/locks.git is fine too": "ssh://git@example.com/locks.git is fine too",
+	} {
+		if got := r.Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,284 @@
+package reaper_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/fixture"
+	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/reaper"
+	"github.com/poolboy-ci/poolboy/internal/testenv"
+)
+
+// racingRepo lets another user of the lock repository push between poolboy's fetch
+// and its push: the moment a real race happens.
+type racingRepo struct {
+	*gitx.Repo
+	beforePush func(attempt int)
+	pushes     int
+}
+
+func (r *racingRepo) Push(ctx context.Context, commit string) error {
+	r.pushes++
+	if r.beforePush != nil {
+		r.beforePush(r.pushes)
+	}
+	return r.Repo.Push(ctx, commit)
+}
+
+// lockRepo builds a remote with pool aws: env-1 claimed 5h ago, env-2 claimed 3h
+// ago (both stale at 1h), env-3 claimed 10m ago (held), env-4 free.
+func lockRepo(t *testing.T) (url string, now time.Time) {
+	t.Helper()
+	testenv.RequireCommand(t, "git")
+	now = time.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	dir := filepath.Join(t.TempDir(), "locks.git")
+	spec := fixture.Spec{Branch: "main", Pools: []string{"aws"}, Start: ago(10 * time.Hour), Ops: []fixture.Op{
+		{Kind: fixture.Add, Pool: "aws", Lock: "env-1", At: ago(9 * time.Hour), Content: "one"},
+		{Kind: fixture.Add, Pool: "aws", Lock: "env-2", At: ago(9 * time.Hour), Content: "two"},
+		{Kind: fixture.Add, Pool: "aws", Lock: "env-3", At: ago(9 * time.Hour), Content: "three"},
+		{Kind: fixture.Add, Pool: "aws", Lock: "env-4", At: ago(9 * time.Hour), Content: "four"},
+		{Kind: fixture.Claim, Pool: "aws", Lock: "env-1", At: ago(5 * time.Hour), Message: "main/deploy/test build 1 claiming: env-1"},
+		{Kind: fixture.Claim, Pool: "aws", Lock: "env-2", At: ago(3 * time.Hour), Message: "main/deploy/test build 2 claiming: env-2"},
+		{Kind: fixture.Claim, Pool: "aws", Lock: "env-3", At: ago(10 * time.Minute), Message: "main/deploy/test build 3 claiming: env-3"},
+	}}
+	if err := fixture.Build(context.Background(), dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	return "file://" + dir, now
+}
+
+func open(t *testing.T, url string) *gitx.Repo {
+	t.Helper()
+	repo, err := gitx.Open(context.Background(), gitx.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { repo.Close() })
+	return repo
+}
+
+func config() reaper.Config {
+	return reaper.Config{
+		Timeouts: policy.Timeouts{"aws": time.Hour},
+		Backoff:  func(int) time.Duration { return 0 },
+	}
+}
+
+// state lists "pool/state/lock" paths at the remote's head.
+func state(t *testing.T, c *testenv.Clone) map[string]bool {
+	t.Helper()
+	testenv.Git(t, c.Dir, "fetch", "-q", "origin")
+	out := testenv.Git(t, c.Dir, "ls-tree", "-r", "--name-only", "origin/main")
+	set := map[string]bool{}
+	for _, p := range strings.Split(out, "\n") {
+		if !strings.HasSuffix(p, ".gitkeep") {
+			set[p] = true
+		}
+	}
+	return set
+}
+
+func freedNames(res *reaper.Result) []string {
+	var names []string
+	for _, f := range res.Freed {
+		names = append(names, f.Name)
+	}
+	return names
+}
+
+func TestCleanFreesStaleLocksOneCommitEach(t *testing.T) {
+	url, _ := lockRepo(t)
+	other := testenv.NewClone(t, url, "main")
+	before := other.RemoteHead(t)
+
+	res, err := reaper.Clean(context.Background(), open(t, url), config(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(freedNames(res), ","); got != "env-1,env-2" {
+		t.Fatalf("freed %s, want env-1,env-2", got)
+	}
+	s := state(t, other)
+	for _, p := range []string{"aws/unclaimed/env-1", "aws/unclaimed/env-2", "aws/claimed/env-3", "aws/unclaimed/env-4"} {
+		if !s[p] {
+			t.Errorf("want %s, have %v", p, s)
+		}
+	}
+	if len(s) != 4 {
+		t.Errorf("want exactly 4 locks, have %v", s)
+	}
+	subjects := testenv.Git(t, other.Dir, "log", "--format=%s", before+"..origin/main")
+	if subjects != "unclaiming: env-2\nunclaiming: env-1" {
+		t.Errorf("commits since the old head:\n%s", subjects)
+	}
+	testenv.Git(t, other.Dir, "merge-base", "--is-ancestor", before, "origin/main")
+	if c := testenv.Git(t, other.Dir, "cat-file", "-p", "origin/main:aws/unclaimed/env-1"); c != "one" {
+		t.Errorf("content of env-1 changed to %q", c)
+	}
+}
+
+// The race the issue names: between poolboy's fetch and its push, another clone
+// releases a stale lock and claims it again. The push is rejected; poolboy must
+// decide again from the new state and must not free the fresh claim.
+func TestCleanRaceReclaimedLockIsKept(t *testing.T) {
+	url, _ := lockRepo(t)
+	other := testenv.NewClone(t, url, "main")
+	repo := &racingRepo{Repo: open(t, url)}
+	repo.beforePush = func(attempt int) {
+		if attempt == 1 {
+			other.Move(t, "aws/claimed/env-1", "aws/unclaimed/env-1", "main/deploy/test build 1 unclaiming: env-1")
+			other.Move(t, "aws/unclaimed/env-1", "aws/claimed/env-1", "main/deploy/test build 9 claiming: env-1")
+		}
+	}
+	res, err := reaper.Clean(context.Background(), repo, config(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2 (one lost race)", res.Attempts)
+	}
+	if got := strings.Join(freedNames(res), ","); got != "env-2" {
+		t.Fatalf("freed %s, want only env-2", got)
+	}
+	s := state(t, other)
+	if !s["aws/claimed/env-1"] || s["aws/unclaimed/env-1"] {
+		t.Errorf("re-claimed env-1 must stay claimed: %v", s)
+	}
+	last := testenv.Git(t, other.Dir, "log", "-1", "--format=%s", "origin/main", "--", "aws/claimed/env-1")
+	if last != "main/deploy/test build 9 claiming: env-1" {
+		t.Errorf("last change to env-1 is %q", last)
+	}
+	for _, l := range res.Report.Pools[0].Locks {
+		if l.Name == "env-1" && (l.Verdict.State != policy.Held || l.Owner.Build != "9") {
+			t.Errorf("env-1 decided on stale evidence: %+v", l)
+		}
+	}
+}
+
+// Released meanwhile: the lock is free already, so poolboy must not free it again
+// (which would duplicate or clobber it) and must still free the others.
+func TestCleanRaceReleasedLockIsNotFreedTwice(t *testing.T) {
+	url, _ := lockRepo(t)
+	other := testenv.NewClone(t, url, "main")
+	repo := &racingRepo{Repo: open(t, url)}
+	repo.beforePush = func(attempt int) {
+		if attempt == 1 {
+			other.Move(t, "aws/claimed/env-2", "aws/unclaimed/env-2", "main/deploy/test build 2 unclaiming: env-2")
+		}
+	}
+	res, err := reaper.Clean(context.Background(), repo, config(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(freedNames(res), ","); got != "env-1" {
+		t.Fatalf("freed %s, want only env-1", got)
+	}
+	n := testenv.Git(t, other.Dir, "log", "--format=%s", "origin/main", "--grep=unclaiming: env-2")
+	if n != "main/deploy/test build 2 unclaiming: env-2" {
+		t.Errorf("env-2 released by: %q", n)
+	}
+}
+
+// Someone always pushes first: bounded attempts, then a clear error, nothing pushed.
+func TestCleanGivesUpAfterMaxAttempts(t *testing.T) {
+	url, _ := lockRepo(t)
+	other := testenv.NewClone(t, url, "main")
+	repo := &racingRepo{Repo: open(t, url)}
+	repo.beforePush = func(attempt int) {
+		// Churn a fresh lock so the stale ones stay stale but the branch moves.
+		from, to := "aws/unclaimed/env-4", "aws/claimed/env-4"
+		if attempt%2 == 0 {
+			from, to = to, from
+		}
+		other.Move(t, from, to, "churn")
+	}
+	cfg := config()
+	cfg.MaxAttempts = 3
+	_, err := reaper.Clean(context.Background(), repo, cfg, false)
+	if !errors.Is(err, gitx.ErrRejected) || !strings.Contains(err.Error(), "gave up after 3 attempts") {
+		t.Fatalf("err = %v", err)
+	}
+	if repo.pushes != 3 {
+		t.Errorf("pushes = %d, want 3", repo.pushes)
+	}
+	if n := testenv.Git(t, other.Dir, "log", "--format=%s", "origin/main", "--author=poolboy"); n != "" {
+		t.Errorf("poolboy pushed: %q", n)
+	}
+}
+
+func TestCleanDryRunPushesNothing(t *testing.T) {
+	url, _ := lockRepo(t)
+	other := testenv.NewClone(t, url, "main")
+	before := other.RemoteHead(t)
+	repo := &racingRepo{Repo: open(t, url)}
+	res, err := reaper.Clean(context.Background(), repo, config(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(freedNames(res), ","); got != "env-1,env-2" || !res.DryRun {
+		t.Fatalf("dry run planned %s", got)
+	}
+	if repo.pushes != 0 || other.RemoteHead(t) != before {
+		t.Errorf("dry run pushed")
+	}
+}
+
+func TestUnknownPoolListsExisting(t *testing.T) {
+	url, _ := lockRepo(t)
+	cfg := config()
+	cfg.Timeouts["gpu"] = time.Hour
+	_, err := reaper.Status(context.Background(), open(t, url), cfg)
+	var unknown *reaper.UnknownPoolError
+	if !errors.As(err, &unknown) || unknown.Pool != "gpu" || err.Error() != `unknown pool "gpu" (pools in the repository: aws)` {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A shallow mirror is deepened until every claim is found: the ancient claim's age
+// must come from its real claim commit, not the shallow boundary.
+func TestStatusDeepensShallowClone(t *testing.T) {
+	testenv.RequireCommand(t, "git")
+	now := time.Now()
+	spec, err := fixture.Synthetic(2, 5, 4, 2, 400, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "locks.git")
+	if err := fixture.Build(context.Background(), dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := gitx.Open(context.Background(), gitx.Options{URL: "file://" + dir, Depth: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	rep, err := reaper.Status(context.Background(), repo, reaper.Config{Timeouts: policy.Timeouts{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ancient int
+	for _, p := range rep.Pools {
+		for _, l := range p.Locks {
+			if l.ClaimCommit == "" {
+				t.Errorf("%s/%s: claim not found", p.Name, l.Name)
+			}
+			want := testenv.Git(t, dir, "log", "-1", "--format=%H", "--diff-filter=A", "main", "--", p.Name+"/claimed/"+l.Name)
+			if l.ClaimCommit != want {
+				t.Errorf("%s/%s: claim %s, want %s", p.Name, l.Name, l.ClaimCommit, want)
+			}
+			if l.Owner.Pipeline == "ancient" {
+				ancient++
+			}
+		}
+	}
+	if ancient != 2 {
+		t.Errorf("found %d ancient claims, want 2", ancient)
+	}
+}
