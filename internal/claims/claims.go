@@ -51,9 +51,7 @@ func Find(ctx context.Context, git Git, head string, paths []string, shallow map
 	}
 	args := []string{"log", "--first-parent", "--no-renames", "--diff-filter=A", "--name-only", "-z",
 		"--format=" + marker + "%H%x00%ct%x00%B", head, "--"}
-	for _, d := range slices.Sorted(maps.Keys(dirs)) {
-		args = append(args, d)
-	}
+	args = append(args, slices.Sorted(maps.Keys(dirs))...)
 	err := git.Stream(ctx, func(r io.Reader) error {
 		return parse(r, func(c Claim, p string) bool {
 			if !want[p] {

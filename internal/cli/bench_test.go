@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"io"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -22,6 +23,10 @@ func benchRepo(b *testing.B) string {
 	dir := filepath.Join(b.TempDir(), "locks.git")
 	if err := fixture.Build(context.Background(), dir, spec); err != nil {
 		b.Fatal(err)
+	}
+	// Pack it as a server's repository is after gc; fast-import's pack is not.
+	if out, err := exec.Command("git", "-C", dir, "repack", "-adq").CombinedOutput(); err != nil {
+		b.Fatalf("repack: %v %s", err, out)
 	}
 	return dir
 }

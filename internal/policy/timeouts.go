@@ -40,7 +40,7 @@ func ParseTimeouts(spec string) (Timeouts, error) {
 		}
 		d, err := parseTimeout(val)
 		if err != nil {
-			return nil, fmt.Errorf("pools: %s: %w", name, err)
+			return nil, fmt.Errorf("pools: %q: %w", name, err)
 		}
 		t[name] = d
 	}
