@@ -193,12 +193,13 @@ func (r *Repo) Input(ctx context.Context, stdin io.Reader, env []string, args ..
 }
 
 // Stream runs a git command and hands its stdout to fn as it is produced. When fn
-// returns early (it has read all it needs), the command is stopped and that is not
-// an error: this is what lets a history walk end as soon as it has its answer.
+// returns before the end of the output (it has read all it needs), the command is
+// stopped and that is not an error: this is what lets a history walk end as soon as
+// it has its answer. A command that fails on its own is still an error.
 func (r *Repo) Stream(ctx context.Context, fn func(io.Reader) error, args ...string) error {
-	ctx, cancel := context.WithCancel(ctx)
+	stop, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := r.command(ctx, nil, args...)
+	cmd := r.command(stop, nil, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -209,16 +210,23 @@ func (r *Repo) Stream(ctx context.Context, fn func(io.Reader) error, args ...str
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("git %s: %w", args[0], err)
 	}
-	ferr := fn(bufio.NewReaderSize(stdout, 1<<16))
-	cancel()
-	// Drain so git is not blocked on a full pipe while being stopped.
-	_, _ = io.Copy(io.Discard, stdout)
-	werr := cmd.Wait()
-	r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond))
-	if ferr != nil {
-		return ferr
+	out := bufio.NewReaderSize(stdout, 1<<16)
+	ferr := fn(out)
+	_, more := out.Peek(1)
+	early := more == nil
+	if early {
+		cancel()
+		// Drain so git is not blocked on a full pipe while being stopped.
+		_, _ = io.Copy(io.Discard, out)
 	}
-	if werr != nil && ctx.Err() == nil {
+	werr := cmd.Wait()
+	r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond), "stopped_early", early)
+	switch {
+	case ferr != nil:
+		return ferr
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case werr != nil && !early:
 		return r.gitError(args, werr, stderr.Bytes())
 	}
 	return nil

@@ -1,8 +1,10 @@
 package gitx
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -297,5 +299,27 @@ func TestRedact(t *testing.T) {
 		if got := r.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestStreamStopsEarlyButReportsFailures(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 40)
+	r := mustOpen(t, Options{URL: dir})
+	ctx := context.Background()
+	// Reading one line of a long log and stopping is not an error.
+	var first string
+	err := r.Stream(ctx, func(rd io.Reader) error {
+		line, err := bufio.NewReader(rd).ReadString('\n')
+		first = line
+		return err
+	}, "log", "--format=%H")
+	head, _ := r.Head(ctx)
+	if err != nil || strings.TrimSpace(first) != head {
+		t.Fatalf("early stop: %q %v", first, err)
+	}
+	// A command that fails is an error even though fn read everything.
+	err = r.Stream(ctx, func(rd io.Reader) error { _, err := io.Copy(io.Discard, rd); return err }, "log", "no-such-revision")
+	if err == nil || !strings.Contains(err.Error(), "no-such-revision") {
+		t.Fatalf("failing command: %v", err)
 	}
 }
