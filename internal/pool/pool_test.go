@@ -394,6 +394,16 @@ func TestParseRawBytes(t *testing.T) {
 			problems:  []wantProblem{{pool: "aws", lock: "old", path: "aws/claimed/old", detail: "100664"}}},
 		{name: "no trailing NUL", in: strings.TrimSuffix(pool+rec("100644", "blob", blob, "aws/claimed/last"), "\x00"),
 			claimed: []string{"last"}, wantPools: []string{"aws"}},
+		// Not what git prints, but a lock must sit in a real claimed/ tree.
+		{name: "lock under a non-tree claimed", in: rec("040000", "tree", tree, "aws") +
+			rec("100644", "blob", blob, "aws/claimed") + rec("100644", "blob", blob, "aws/claimed/x") +
+			rec("040000", "tree", tree, "aws/unclaimed"),
+			wantPools: []string{"aws"},
+			problems:  []wantProblem{{pool: "aws", path: "aws/claimed", detail: "not a directory"}}},
+		{name: "lock without its directory entry (no -t)", in: rec("040000", "tree", tree, "aws") +
+			rec("100644", "blob", blob, "aws/claimed/x") + rec("040000", "tree", tree, "aws/unclaimed"),
+			wantPools: []string{"aws"},
+			problems:  []wantProblem{{pool: "aws", path: "aws/claimed", detail: "missing claimed/"}}},
 		{name: "no tab", in: pool + "100644 blob " + blob + " aws/claimed/x\x00", wantErr: true},
 		{name: "two fields", in: pool + "100644 " + blob + "\taws/claimed/x\x00", wantErr: true},
 	}
