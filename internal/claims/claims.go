@@ -34,11 +34,12 @@ type Git interface {
 	Stream(ctx context.Context, fn func(io.Reader) error, args ...string) error
 }
 
-// Find walks back from head and returns the claim of every path it finds. A path
+// Find walks back from the commits in from (the branch head, or where an earlier walk
+// of a shallow mirror stopped) and returns the claim of every path it finds. A path
 // whose claim is not in the local history (a shallow clone) is left out, as is one
 // whose only candidate is a shallow boundary commit: git shows every file of such a
 // commit as added, so it proves nothing. The caller deepens and asks again.
-func Find(ctx context.Context, git Git, head string, paths []string, shallow map[string]bool) (map[string]Claim, error) {
+func Find(ctx context.Context, git Git, from []string, paths []string, shallow map[string]bool) (map[string]Claim, error) {
 	found := make(map[string]Claim, len(paths))
 	if len(paths) == 0 {
 		return found, nil
@@ -50,7 +51,8 @@ func Find(ctx context.Context, git Git, head string, paths []string, shallow map
 		dirs[path.Dir(p)] = true
 	}
 	args := []string{"log", "--first-parent", "--no-renames", "--diff-filter=A", "--name-only", "-z",
-		"--format=" + marker + "%H%x00%ct%x00%B", head, "--"}
+		"--format=" + marker + "%H%x00%ct%x00%B"}
+	args = append(append(args, from...), "--")
 	args = append(args, slices.Sorted(maps.Keys(dirs))...)
 	err := git.Stream(ctx, func(r io.Reader) error {
 		return parse(r, func(c Claim, p string) bool {

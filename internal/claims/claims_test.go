@@ -220,7 +220,7 @@ func TestFind(t *testing.T) {
 			spec := fixture.Spec{Pools: tt.pools, Start: t0, Ops: tt.ops}
 			dir := build(t, spec)
 			g := newGit(t, dir)
-			got, err := Find(context.Background(), g, "main", tt.paths, nil)
+			got, err := Find(context.Background(), g, []string{"main"}, tt.paths, nil)
 			if err != nil {
 				t.Fatalf("Find: %v", err)
 			}
@@ -264,7 +264,7 @@ func keys(m map[string]Claim) []string {
 
 func TestFindGitError(t *testing.T) {
 	dir := build(t, fixture.Spec{Pools: []string{"aws"}, Start: t0})
-	got, err := Find(context.Background(), newGit(t, dir), "no-such-branch", []string{"aws/claimed/x"}, nil)
+	got, err := Find(context.Background(), newGit(t, dir), []string{"no-such-branch"}, []string{"aws/claimed/x"}, nil)
 	if err == nil {
 		t.Fatalf("Find on a missing head = %v, want an error", got)
 	}
@@ -303,7 +303,7 @@ func TestFindShallow(t *testing.T) {
 
 	// Without the shallow set the boundary commit would pass for the claim:
 	// that is what the set is for.
-	got, err := Find(context.Background(), newGit(t, dst), "main", []string{oldPath, newPath}, nil)
+	got, err := Find(context.Background(), newGit(t, dst), []string{"main"}, []string{oldPath, newPath}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestFindShallow(t *testing.T) {
 		t.Fatalf("without the shallow set, claim of old = %q, want the boundary %s (test premise)", got[oldPath].Commit, boundary)
 	}
 
-	got, err = Find(context.Background(), newGit(t, dst), "main", []string{oldPath, newPath}, shallow)
+	got, err = Find(context.Background(), newGit(t, dst), []string{"main"}, []string{oldPath, newPath}, shallow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func TestFindShallow(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dst, "shallow")); !os.IsNotExist(err) {
 		t.Fatalf("still shallow after --unshallow: %v", err)
 	}
-	got, err = Find(context.Background(), newGit(t, dst), "main", []string{oldPath, newPath}, map[string]bool{})
+	got, err = Find(context.Background(), newGit(t, dst), []string{"main"}, []string{oldPath, newPath}, map[string]bool{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestFindShallow(t *testing.T) {
 		t.Errorf("full history: claim of new = %q, want %s", got[newPath].Commit, want)
 	}
 	// A commit in the shallow set is never taken as a claim, whatever git shows.
-	got, err = Find(context.Background(), newGit(t, dst), "main", []string{oldPath}, map[string]bool{opCommit(t, src, spec, 2): true})
+	got, err = Find(context.Background(), newGit(t, dst), []string{"main"}, []string{oldPath}, map[string]bool{opCommit(t, src, spec, 2): true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func TestFindStopsEarly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newGit(t, dir)
-			got, err := Find(context.Background(), g, "main", tt.paths, nil)
+			got, err := Find(context.Background(), g, []string{"main"}, tt.paths, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -80,6 +80,8 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return applyEnv(cmd.Flags(), env)
 		},
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -151,12 +153,26 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, poli
 	if o.depth < 0 {
 		return nil, nil, nil, usageError{fmt.Errorf("--depth %d: must be 0 or more", o.depth)}
 	}
+	if strings.HasPrefix(o.repo, "-") {
+		return nil, nil, nil, usageError{fmt.Errorf("--repo %q must not start with '-'", o.repo)}
+	}
+	if strings.HasPrefix(o.branch, "-") {
+		return nil, nil, nil, usageError{fmt.Errorf("--branch %q must not start with '-'", o.branch)}
+	}
+	key, _ := o.env("POOL_REPO_SSH_PRIVATE_KEY")
+	if o.keyFile != "" {
+		if key != "" {
+			return nil, nil, nil, usageError{errors.New("give the SSH key either with --private-key-file or in POOL_REPO_SSH_PRIVATE_KEY, not both")}
+		}
+		if _, err := os.Stat(o.keyFile); err != nil {
+			return nil, nil, nil, usageError{fmt.Errorf("private key file: %w", err)}
+		}
+	}
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	key, _ := o.env("POOL_REPO_SSH_PRIVATE_KEY")
 	repo, err := gitx.Open(ctx, gitx.Options{
 		URL:    o.repo,
 		Branch: o.branch,
@@ -183,7 +199,7 @@ func statusCmd(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Report every pool: who holds each lock, since when, and whether it is stale",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			repo, timeouts, log, err := o.setup(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
@@ -209,7 +225,7 @@ func cleanCmd(o *options) *cobra.Command {
 unclaimed/, one commit per lock ("unclaiming: LOCK", with the reason and trailers),
 pushed fast-forward only. When someone else pushes first, it fetches and decides
 again from the new state. Pools without a timeout are never touched.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if attempts < 1 {
 				return usageError{fmt.Errorf("--max-attempts %d: must be at least 1", attempts)}
@@ -234,6 +250,17 @@ again from the new state. Pools without a timeout are never touched.`,
 	cmd.Flags().IntVar(&attempts, "max-attempts", 5, "pushes to try when others keep pushing first")
 	annotate(cmd.Flags(), "max-attempts", "POOLBOY_MAX_ATTEMPTS")
 	return cmd
+}
+
+// noArgs rejects positional arguments (and, on the root, unknown commands) as bad usage.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if cmd.HasSubCommands() {
+		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, demo)", args[0])}
+	}
+	return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.Name(), args[0])}
 }
 
 // OSEnv is the process environment.

@@ -21,7 +21,10 @@ func demoCmd() *cobra.Command {
 directory (three pools, claims in several historical message formats, some fresh,
 some hours old), then runs "status", "clean" and "status" again against it
 through file://, exactly as you would against your own repository.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
+		// The demo ignores the caller's POOL_* and POOLBOY_* settings: it replaces the
+		// root's hook that applies them.
+		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := os.MkdirTemp("", "poolboy-demo-")
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,8 +85,13 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-func secretsOf(a Auth) []string {
+func secretsOf(rawURL string, a Auth) []string {
 	var s []string
+	if u, err := url.Parse(rawURL); err == nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			s = append(s, pw, url.PathEscape(pw), url.QueryEscape(pw))
+		}
+	}
 	if a.Password != "" {
 		s = append(s, a.Password)
 	}
@@ -99,8 +105,10 @@ func secretsOf(a Auth) []string {
 	return s
 }
 
-// userinfo matches the password part of "scheme://user:password@host".
-var userinfo = regexp.MustCompile(`(://[^/@:\s]*):[^/@\s]*@`)
+// userinfo matches the password of "user:password@host", with or without a scheme
+// before it: git prints "scheme://user:password@host" in some errors and
+// "user:password@host" in others. ("git@host:path" has no colon before its "@".)
+var userinfo = regexp.MustCompile(`([^\s/@:'"]*):[^\s/@]+@`)
 
 // Redact removes every secret this Repo knows of from s, and passwords written
 // into URLs.
@@ -108,7 +116,7 @@ func (r *Repo) Redact(s string) string {
 	for _, secret := range r.secrets {
 		s = strings.ReplaceAll(s, secret, "[redacted]")
 	}
-	return userinfo.ReplaceAllString(s, "$1:[redacted]@")
+	return userinfo.ReplaceAllString(s, "${1}:[redacted]@")
 }
 
 func (r *Repo) redactArgs(args []string) string {

@@ -79,7 +79,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Repo{opts: opts, log: opts.Logger}
-	r.secrets = secretsOf(opts.Auth)
+	r.secrets = secretsOf(opts.URL, opts.Auth)
 	if err := r.prepareAuth(); err != nil {
 		r.Close()
 		return nil, err

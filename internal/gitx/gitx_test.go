@@ -289,12 +289,15 @@ func TestIsLocalPath(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
-	r := &Repo{secrets: secretsOf(Auth{Password: "hunter2-xyz", PrivateKey: []byte("-----BEGIN-----\nAAAAsecretline\n-----END-----")})}
+	r := &Repo{secrets: secretsOf("https://bob:url-pw-55@host/x", Auth{Password: "hunter2-xyz", PrivateKey: []byte("-----BEGIN-----\nAAAAsecretline\n-----END-----")})}
 	for in, want := range map[string]string{
 		"fatal: bad password hunter2-xyz":             "fatal: bad password [redacted]",
 		"https://bob:tok3n@example.com/locks.git":     "https://bob:[redacted]@example.com/locks.git",
 		"key AAAAsecretline leaked":                   "key [redacted] leaked",
 		"ssh://git@example.com/locks.git is fine too": "ssh://git@example.com/locks.git is fine too",
+		"git@github.com:org/locks.git stays":          "git@github.com:org/locks.git stays",
+		"unable to look up u:pw9@127.0.0.1:1":         "unable to look up u:[redacted]@127.0.0.1:1",
+		"the URL's own password url-pw-55 alone":      "the URL's own password [redacted] alone",
 	} {
 		if got := r.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)

@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -142,8 +144,7 @@ func Status(ctx context.Context, repo Repo, cfg Config) (*Report, error) {
 	return evaluate(ctx, repo, cfg, head)
 }
 
-// evaluate reads the pools at head, finds every claim in one walk (deepening a
-// shallow mirror until all are found), and decides each lock.
+// evaluate reads the pools at head, finds every claim, and decides each lock.
 func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report, error) {
 	for {
 		snap, err := pool.Read(ctx, repo, head)
@@ -163,23 +164,54 @@ func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report,
 				}
 			}
 		}
-		shallow, err := repo.Shallow()
+		found, moved, err := findClaims(ctx, repo, cfg.Log, head, paths)
 		if err != nil {
 			return nil, err
 		}
-		found, err := claims.Find(ctx, repo, head, paths, shallow)
-		if err != nil {
-			return nil, err
-		}
-		if len(found) == len(paths) || !repo.IsShallow() {
+		if moved == "" {
 			return decide(cfg, snap, found), nil
 		}
-		cfg.Log.Debug("claims beyond the shallow history; deepening", "missing", len(paths)-len(found))
-		if err := repo.Deepen(ctx); err != nil {
-			return nil, err
+		head = moved // the branch moved while we deepened: start over on the new state
+	}
+}
+
+// findClaims finds the claim of every path, deepening a shallow mirror until all
+// are found. Each round walks only the history the last deepening brought: it goes
+// on from the old shallow boundary, whose own diff is real once its parents are
+// here. If the branch moved during a deepening fetch, it returns the new head.
+func findClaims(ctx context.Context, repo Repo, log *slog.Logger, head string, paths []string) (map[string]claims.Claim, string, error) {
+	found := map[string]claims.Claim{}
+	from := []string{head}
+	for {
+		shallow, err := repo.Shallow()
+		if err != nil {
+			return nil, "", err
 		}
-		if head, err = repo.Head(ctx); err != nil {
-			return nil, err
+		var missing []string
+		for _, p := range paths {
+			if _, ok := found[p]; !ok {
+				missing = append(missing, p)
+			}
+		}
+		more, err := claims.Find(ctx, repo, from, missing, shallow)
+		if err != nil {
+			return nil, "", err
+		}
+		maps.Copy(found, more)
+		if len(found) == len(paths) || !repo.IsShallow() {
+			return found, "", nil
+		}
+		log.Debug("claims beyond the shallow history; deepening", "missing", len(paths)-len(found))
+		from = slices.Sorted(maps.Keys(shallow))
+		if err := repo.Deepen(ctx); err != nil {
+			return nil, "", err
+		}
+		now, err := repo.Head(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		if now != head {
+			return nil, now, nil
 		}
 	}
 }
