@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -31,23 +30,31 @@ func benchRepo(b *testing.B) string {
 	return dir
 }
 
+// benchStatus runs the real binary end to end, as a user would, and reports the
+// peak resident memory of the largest process of the run (poolboy or a git it ran).
 func benchStatus(b *testing.B, repo string) {
-	env := func(string) (string, bool) { return "", false }
+	bin := filepath.Join(b.TempDir(), "poolboy")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/poolboy-ci/poolboy/cmd/poolboy").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v %s", err, out)
+	}
+	var peak int64
 	b.ResetTimer()
 	for b.Loop() {
-		if code := Main(context.Background(), []string{"status", "--repo", repo, "--output", "json"}, io.Discard, io.Discard, env); code != 0 {
-			b.Fatalf("status exited %d", code)
+		cmd := exec.Command(bin, "status", "--repo", repo, "--output", "json")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("status: %v %s", err, out)
 		}
+		peak = max(peak, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
 	}
-	b.StopTimer()
-	// Peak resident memory of poolboy itself and of the largest git process it ran.
-	var self, children syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
-	b.ReportMetric(float64(self.Maxrss)/1024, "self-peak-MB")
-	b.ReportMetric(float64(children.Maxrss)/1024, "git-peak-MB")
+	b.ReportMetric(float64(peak)/1024, "peak-RSS-MB")
 }
 
 func BenchmarkStatusLocalPath(b *testing.B) { benchStatus(b, benchRepo(b)) }
 
 func BenchmarkStatusFileURL(b *testing.B) { benchStatus(b, "file://"+benchRepo(b)) }
+
+func BenchmarkStatusFileURLFullClone(b *testing.B) {
+	repo := benchRepo(b)
+	b.Setenv("POOLBOY_DEPTH", "0")
+	benchStatus(b, "file://"+repo)
+}
