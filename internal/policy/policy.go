@@ -5,6 +5,7 @@ package policy
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -14,6 +15,7 @@ type State string
 // The verdicts. Only Stale locks are ever freed.
 const (
 	Held      State = "held"      // claimed, within its pool's timeout
+	Alive     State = "alive"     // its build, or the build it was handed to, is running: kept whatever its age
 	Stale     State = "stale"     // to be freed
 	Unwatched State = "unwatched" // its pool has no timeout: reported, never freed
 	Broken    State = "broken"    // an integrity problem: reported, never freed
@@ -27,20 +29,46 @@ type Input struct {
 	ClaimedAt  time.Time // its committer time
 	Timeout    time.Duration
 	Problem    string // an integrity problem with this lock, "" if none
+	// Build is what Concourse said about the build that claimed the lock; nil when
+	// nobody asked (no Concourse configured, or the claim names no build).
+	Build *Build
+	// ReapSucceeded frees a lock as soon as its build succeeded, for pools whose
+	// jobs never pass locks on to other jobs.
+	ReapSucceeded bool
+}
+
+// Build is the evidence about the build that claimed a lock.
+type Build struct {
+	Name        string // for people: "team/pipeline/job #12"
+	Status      string // pending, started, succeeded, failed, errored, aborted; "" when not known
+	NotFound    bool   // Concourse answered 404: the build or its pipeline is gone
+	Err         string // the lookup failed (unreachable, 5xx, 401/403, timeout, bad JSON)
+	HandedOffTo string // a pending or started build that took this claim as an input
+}
+
+// Running says whether a build status means the build is still going.
+func Running(status string) bool { return status == "pending" || status == "started" }
+
+func dead(status string) bool {
+	return status == "failed" || status == "errored" || status == "aborted"
 }
 
 // Verdict is what to do with a claimed lock, and why, in words for people.
 type Verdict struct {
-	State  State
-	Rule   string // the rule that decided, for machines: trailers, metrics, JSON
-	Reason string
-	Age    time.Duration // how long the lock has been claimed; 0 when unknown
+	State   State
+	Rule    string // the rule that decided, for machines: trailers, metrics, JSON
+	Reason  string
+	Warning string        // evidence that could not be had, e.g. Concourse unreachable
+	Age     time.Duration // how long the lock has been claimed; 0 when unknown
 }
 
 // Reap says whether the lock must be freed.
 func (v Verdict) Reap() bool { return v.State == Stale }
 
-// Decide returns the verdict for one claimed lock.
+// Decide returns the verdict for one claimed lock. Evidence from Concourse comes
+// first: a running build keeps its lock whatever its age, a dead one loses it at
+// once. Without evidence — no Concourse, no owner, a 404, or an error, which is
+// never evidence of death — the pool's timeout decides.
 func Decide(in Input) Verdict {
 	if in.Problem != "" {
 		return Verdict{State: Broken, Rule: "integrity", Reason: "not touched: " + in.Problem}
@@ -49,22 +77,55 @@ func Decide(in Input) Verdict {
 		return Verdict{State: Unknown, Rule: "no-claim", Reason: "no commit in history claims it, so its age is unknown"}
 	}
 	age := in.Now.Sub(in.ClaimedAt)
+	v := Verdict{Age: max(age, 0)}
+	b := in.Build
+	switch {
+	case b != nil && Running(b.Status):
+		v.State, v.Rule, v.Reason = Alive, "build-running", fmt.Sprintf("%s is %s: kept whatever its age", b.Name, b.Status)
+		return v
+	case b != nil && b.HandedOffTo != "":
+		v.State, v.Rule, v.Reason = Alive, "handed-off", fmt.Sprintf("%s %s and handed the lock off to %s", b.Name, b.Status, b.HandedOffTo)
+		return v
+	}
+	note := ""
+	if b != nil {
+		switch {
+		case b.Err != "":
+			note = "Concourse could not say whether " + b.Name + " is alive, so only the timeout decides; "
+			v.Warning = b.Err
+		case b.NotFound:
+			note = b.Name + " no longer exists in Concourse; "
+		case in.Timeout <= 0:
+			note = b.Name + " " + b.Status + "; "
+		case dead(b.Status):
+			v.State, v.Rule = Stale, "build-"+b.Status
+			v.Reason = fmt.Sprintf("%s %s and no running build took the lock on", b.Name, b.Status)
+			return v
+		case b.Status == "succeeded" && in.ReapSucceeded:
+			v.State, v.Rule = Stale, "build-succeeded"
+			v.Reason = b.Name + " succeeded and the pool frees locks when their build ends"
+			return v
+		case b.Status == "succeeded":
+			note = b.Name + " succeeded and no running build took the lock on; "
+		default:
+			note = b.Name + " has status " + strconv.Quote(b.Status) + "; "
+		}
+	}
 	if age < 0 {
 		// A claim from the future is a clock problem, not evidence of staleness.
-		v := Verdict{State: Held, Rule: "clock-skew", Reason: "claimed " + Human(-age) + " in the future (clock skew?)"}
+		v.State, v.Rule, v.Reason = Held, "clock-skew", note+"claimed "+Human(-age)+" in the future (clock skew?)"
 		if in.Timeout <= 0 {
 			v.State = Unwatched
 		}
 		return v
 	}
-	v := Verdict{Age: age}
 	switch {
 	case in.Timeout <= 0:
-		v.State, v.Rule, v.Reason = Unwatched, "no-timeout", "held "+Human(age)+"; the pool has no timeout"
+		v.State, v.Rule, v.Reason = Unwatched, "no-timeout", note+"held "+Human(age)+"; the pool has no timeout"
 	case age > in.Timeout:
-		v.State, v.Rule, v.Reason = Stale, "timeout", fmt.Sprintf("held %s, longer than the pool's %s timeout", Human(age), Human(in.Timeout))
+		v.State, v.Rule, v.Reason = Stale, "timeout", note+fmt.Sprintf("held %s, longer than the pool's %s timeout", Human(age), Human(in.Timeout))
 	default:
-		v.State, v.Rule, v.Reason = Held, "within-timeout", fmt.Sprintf("held %s of the pool's %s timeout", Human(age), Human(in.Timeout))
+		v.State, v.Rule, v.Reason = Held, "within-timeout", note+fmt.Sprintf("held %s of the pool's %s timeout", Human(age), Human(in.Timeout))
 	}
 	return v
 }

@@ -1,0 +1,113 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The decision table of the README, one row each, with Concourse evidence.
+func TestDecideWithBuildEvidence(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	in := func(age time.Duration, b *Build) Input {
+		return Input{Now: now, ClaimFound: true, ClaimedAt: now.Add(-age), Timeout: time.Hour, Build: b}
+	}
+	build := func(status string) *Build { return &Build{Name: "main/p/j #7", Status: status} }
+	cases := []struct {
+		name  string
+		in    Input
+		state State
+		rule  string
+		words []string
+	}{
+		{"started at 10x the timeout is kept", in(10*time.Hour, build("started")), Alive, "build-running", []string{"main/p/j #7", "started"}},
+		{"pending is kept", in(3*time.Hour, build("pending")), Alive, "build-running", []string{"pending"}},
+		{"handed off is kept", in(3*time.Hour, &Build{Name: "main/p/j #7", Status: "succeeded", HandedOffTo: "main/p/k #3"}), Alive, "handed-off", []string{"main/p/k #3"}},
+		{"aborted before the timeout is stale now", in(time.Minute, build("aborted")), Stale, "build-aborted", []string{"aborted"}},
+		{"failed is stale now", in(time.Minute, build("failed")), Stale, "build-failed", nil},
+		{"errored is stale now", in(time.Minute, build("errored")), Stale, "build-errored", nil},
+		{"succeeded within the timeout is held", in(time.Minute, build("succeeded")), Held, "within-timeout", []string{"succeeded"}},
+		{"succeeded past the timeout is stale", in(2*time.Hour, build("succeeded")), Stale, "timeout", []string{"succeeded"}},
+		{"404 within the timeout is held", in(time.Minute, &Build{Name: "x", NotFound: true}), Held, "within-timeout", []string{"no longer exists"}},
+		{"404 past the timeout is stale", in(2*time.Hour, &Build{Name: "x", NotFound: true}), Stale, "timeout", nil},
+		{"an error is not evidence of death", in(time.Minute, &Build{Name: "x", Err: "503"}), Held, "within-timeout", []string{"only the timeout"}},
+		{"an unknown status is not evidence", in(time.Minute, build("cancelled")), Held, "within-timeout", []string{`"cancelled"`}},
+		{"no owner: timeout only", in(2*time.Hour, nil), Stale, "timeout", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Decide(c.in)
+			if v.State != c.state || v.Rule != c.rule {
+				t.Fatalf("got %s/%s (%s), want %s/%s", v.State, v.Rule, v.Reason, c.state, c.rule)
+			}
+			for _, w := range c.words {
+				if !strings.Contains(v.Reason, w) {
+					t.Errorf("reason %q lacks %q", v.Reason, w)
+				}
+			}
+		})
+	}
+	succeeded := in(time.Minute, build("succeeded"))
+	succeeded.ReapSucceeded = true
+	if v := Decide(succeeded); v.State != Stale || v.Rule != "build-succeeded" {
+		t.Errorf("reap-succeeded pool: %+v", v)
+	}
+	if v := Decide(in(time.Minute, &Build{Name: "x", Err: "concourse: 503"})); v.Warning != "concourse: 503" {
+		t.Errorf("the lookup error must surface as a warning: %+v", v)
+	}
+}
+
+// Properties that must hold for every combination of evidence, age, timeout and
+// pool option: the safety rules of the issue, checked exhaustively.
+func TestDecideEvidenceProperties(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	var builds []*Build
+	builds = append(builds, nil)
+	for _, st := range []string{"", "pending", "started", "succeeded", "failed", "errored", "aborted", "cancelled"} {
+		builds = append(builds,
+			&Build{Name: "b", Status: st},
+			&Build{Name: "b", Status: st, HandedOffTo: "c #1"},
+			&Build{Name: "b", Status: st, Err: "boom"},
+		)
+	}
+	builds = append(builds, &Build{Name: "b", NotFound: true})
+	ages := []time.Duration{-time.Hour, 0, time.Minute, time.Hour, time.Hour + time.Second, 100 * time.Hour}
+	n := 0
+	for _, b := range builds {
+		for _, age := range ages {
+			for _, timeout := range []time.Duration{0, time.Hour} {
+				for _, reapSucceeded := range []bool{false, true} {
+					n++
+					in := Input{Now: now, ClaimFound: true, ClaimedAt: now.Add(-age), Timeout: timeout, Build: b, ReapSucceeded: reapSucceeded}
+					v := Decide(in)
+					bare := in
+					bare.Build = nil
+					timeoutOnly := Decide(bare)
+					where := fmt.Sprintf("build=%+v age=%s timeout=%s reapSucceeded=%v -> %+v", b, age, timeout, reapSucceeded, v)
+					switch {
+					case v.Reason == "":
+						t.Errorf("no reason: %s", where)
+					case b != nil && (Running(b.Status) || b.HandedOffTo != "") && v.State != Alive:
+						t.Errorf("a live build's lock must be kept: %s", where)
+					case timeout <= 0 && v.Reap():
+						t.Errorf("a pool without a timeout is never cleaned: %s", where)
+					case b != nil && b.Err != "" && !Running(b.Status) && b.HandedOffTo == "" && v.State != timeoutOnly.State:
+						t.Errorf("an error must leave the decision to the timeout: %s", where)
+					case b != nil && b.NotFound && v.State != timeoutOnly.State:
+						t.Errorf("a 404 must leave the decision to the timeout: %s", where)
+					case b != nil && dead(b.Status) && b.Err == "" && b.HandedOffTo == "" && timeout > 0 && !v.Reap():
+						t.Errorf("a dead build's lock is stale at once: %s", where)
+					case b != nil && b.Status == "succeeded" && b.Err == "" && b.HandedOffTo == "" && !reapSucceeded && v.State != timeoutOnly.State:
+						t.Errorf("a succeeded build leaves the decision to the timeout: %s", where)
+					case v.Reap() && b != nil && Running(b.Status):
+						t.Errorf("reaped a running build's lock: %s", where)
+					}
+				}
+			}
+		}
+	}
+	if n != len(builds)*len(ages)*2*2 {
+		t.Fatalf("checked %d combinations", n)
+	}
+}
