@@ -217,9 +217,21 @@ type lockDoc struct {
 	ClaimCommit string     `json:"claim_commit"`
 	ClaimedAt   *time.Time `json:"claimed_at"`
 	AgeSeconds  int64      `json:"age_seconds"`
+	Build       *buildDoc  `json:"build"`
 	Verdict     string     `json:"verdict"`
 	Rule        string     `json:"rule"`
 	Reason      string     `json:"reason"`
+	Warning     string     `json:"warning"`
+}
+
+// buildDoc is what Concourse said about a lock's build; null when it was not asked.
+type buildDoc struct {
+	Name        string `json:"name"`
+	Status      string `json:"status"`
+	URL         string `json:"url"`
+	NotFound    bool   `json:"not_found"`
+	HandedOffTo string `json:"handed_off_to"`
+	Error       string `json:"error"`
 }
 
 func decodeStatus(t *testing.T, stdout string) statusDoc {

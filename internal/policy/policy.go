@@ -44,6 +44,7 @@ type Build struct {
 	NotFound    bool   // Concourse answered 404: the build or its pipeline is gone
 	Err         string // the lookup failed (unreachable, 5xx, 401/403, timeout, bad JSON)
 	HandedOffTo string // a pending or started build that took this claim as an input
+	URL         string // the build's page, for people
 }
 
 // Running says whether a build status means the build is still going.

@@ -64,6 +64,9 @@ func message(l LockReport, now time.Time) string {
 	if l.Owner.URL != "" {
 		fmt.Fprintf(&b, "Build URL:  %s\n", oneLine(l.Owner.URL))
 	}
+	if ev := l.Build; ev != nil {
+		fmt.Fprintf(&b, "Concourse:  %s\n", oneLine(evidence(ev)))
+	}
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "Poolboy-Rule: %s\n", l.Verdict.Rule)
 	fmt.Fprintf(&b, "Poolboy-Pool: %s\n", l.Pool)
@@ -73,8 +76,31 @@ func message(l LockReport, now time.Time) string {
 	fmt.Fprintf(&b, "Poolboy-Age-Seconds: %d\n", int64(l.Verdict.Age/time.Second))
 	fmt.Fprintf(&b, "Poolboy-Timeout-Seconds: %d\n", int64(l.timeout/time.Second))
 	fmt.Fprintf(&b, "Poolboy-Owner: %s\n", oneLine(l.Owner.String()))
+	if ev := l.Build; ev != nil && ev.Status != "" {
+		fmt.Fprintf(&b, "Poolboy-Build-Status: %s\n", oneLine(ev.Status))
+	}
+	if ev := l.Build; ev != nil && ev.URL != "" {
+		fmt.Fprintf(&b, "Poolboy-Build-URL: %s\n", oneLine(ev.URL))
+	}
 	fmt.Fprintf(&b, "Poolboy-Decided-At: %s\n", now.UTC().Format(time.RFC3339))
 	return b.String()
+}
+
+// evidence says in a line what Concourse answered about a lock's build.
+func evidence(ev *policy.Build) string {
+	var s string
+	switch {
+	case ev.Err != "":
+		s = ev.Name + ": no answer (" + ev.Err + ")"
+	case ev.NotFound:
+		s = ev.Name + ": not found"
+	default:
+		s = ev.Name + " " + ev.Status
+	}
+	if ev.URL != "" {
+		s += " " + ev.URL
+	}
+	return s
 }
 
 // oneLine keeps text that came from the repository (owner names, URLs) from adding

@@ -24,6 +24,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/claims"
 	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
 )
@@ -48,6 +49,17 @@ type Config struct {
 	MaxAttempts int                             // clean: pushes tried before giving up; default 5
 	Backoff     func(attempt int) time.Duration // wait after the attempt-th lost race; default jittered exponential
 	Log         *slog.Logger                    // default: discard
+	// Witness says what Concourse knows about the builds that claimed locks; nil
+	// means no Concourse is configured and the timeouts decide alone.
+	Witness Witness
+	// ReapSucceeded names the pools whose locks are freed as soon as their build
+	// succeeded (their jobs never pass locks on).
+	ReapSucceeded map[string]bool
+}
+
+// Witness is the part of liveness.Witness the reaper needs.
+type Witness interface {
+	Evidence(ctx context.Context, claims []liveness.Claim) map[string]*policy.Build
 }
 
 func (c *Config) defaults() {
@@ -79,6 +91,7 @@ type LockReport struct {
 	ClaimCommit string // "" when not found
 	ClaimedAt   time.Time
 	Owner       commitmsg.Owner
+	Build       *policy.Build // what Concourse said about the owner; nil if not asked
 	Verdict     policy.Verdict
 
 	lock    pool.Lock
@@ -169,7 +182,11 @@ func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report,
 			return nil, err
 		}
 		if moved == "" {
-			return decide(cfg, snap, found), nil
+			var evidence map[string]*policy.Build
+			if cfg.Witness != nil {
+				evidence = cfg.Witness.Evidence(ctx, ownedClaims(found))
+			}
+			return decide(cfg, snap, found, evidence), nil
 		}
 		head = moved // the branch moved while we deepened: start over on the new state
 	}
@@ -216,7 +233,22 @@ func findClaims(ctx context.Context, repo Repo, log *slog.Logger, head string, p
 	}
 }
 
-func decide(cfg Config, snap *pool.Snapshot, found map[string]claims.Claim) *Report {
+// ownedClaims lists each distinct claim commit once, with the build its message names.
+func ownedClaims(found map[string]claims.Claim) []liveness.Claim {
+	seen := map[string]bool{}
+	var out []liveness.Claim
+	for _, path := range slices.Sorted(maps.Keys(found)) {
+		c := found[path]
+		if seen[c.Commit] {
+			continue
+		}
+		seen[c.Commit] = true
+		out = append(out, liveness.Claim{Commit: c.Commit, Owner: commitmsg.Parse(c.Message).Owner})
+	}
+	return out
+}
+
+func decide(cfg Config, snap *pool.Snapshot, found map[string]claims.Claim, evidence map[string]*policy.Build) *Report {
 	now := cfg.Now()
 	rep := &Report{Commit: snap.Commit, At: now}
 	for _, p := range snap.Pools {
@@ -234,13 +266,16 @@ func decide(cfg Config, snap *pool.Snapshot, found map[string]claims.Claim) *Rep
 			if ok {
 				lr.ClaimCommit, lr.ClaimedAt = c.Commit, c.Time
 				lr.Owner = commitmsg.Parse(c.Message).Owner
+				lr.Build = evidence[c.Commit]
 			}
 			lr.Verdict = policy.Decide(policy.Input{
-				Now:        now,
-				ClaimFound: ok,
-				ClaimedAt:  c.Time,
-				Timeout:    pr.Timeout,
-				Problem:    p.Broken[l.Name],
+				Now:           now,
+				ClaimFound:    ok,
+				ClaimedAt:     c.Time,
+				Timeout:       pr.Timeout,
+				Problem:       p.Broken[l.Name],
+				Build:         lr.Build,
+				ReapSucceeded: cfg.ReapSucceeded[p.Name],
 			})
 			if lr.Verdict.Reap() {
 				pr.Stale++

@@ -48,9 +48,21 @@ type Lock struct {
 	ClaimCommit string     `json:"claim_commit"`
 	ClaimedAt   *time.Time `json:"claimed_at"`
 	AgeSeconds  int64      `json:"age_seconds"`
+	Build       *Evidence  `json:"build"` // null: Concourse was not asked
 	Verdict     string     `json:"verdict"`
 	Rule        string     `json:"rule"`
 	Reason      string     `json:"reason"`
+	Warning     string     `json:"warning,omitempty"`
+}
+
+// Evidence is what Concourse said about the build that claimed a lock.
+type Evidence struct {
+	Name        string `json:"name"`
+	Status      string `json:"status,omitempty"` // "" when not known
+	URL         string `json:"url,omitempty"`
+	NotFound    bool   `json:"not_found,omitempty"`
+	HandedOffTo string `json:"handed_off_to,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // Owner is the build that claimed a lock, as its claim commit tells.
@@ -96,7 +108,10 @@ func Build(repo, branch string, rep *reaper.Report, res *reaper.Result) Doc {
 		}
 		for _, l := range p.Locks {
 			jl := Lock{Name: l.Name, ClaimCommit: l.ClaimCommit, AgeSeconds: int64(l.Verdict.Age / time.Second),
-				Verdict: string(l.Verdict.State), Rule: l.Verdict.Rule, Reason: l.Verdict.Reason}
+				Verdict: string(l.Verdict.State), Rule: l.Verdict.Rule, Reason: l.Verdict.Reason, Warning: l.Verdict.Warning}
+			if b := l.Build; b != nil {
+				jl.Build = &Evidence{Name: b.Name, Status: b.Status, URL: b.URL, NotFound: b.NotFound, HandedOffTo: b.HandedOffTo, Error: b.Err}
+			}
 			if l.ClaimCommit != "" {
 				t := l.ClaimedAt.UTC()
 				jl.ClaimedAt = &t
@@ -144,7 +159,7 @@ func Text(w io.Writer, d Doc) error {
 		fmt.Fprintf(w, "\npool %s (%s): %d claimed, %d unclaimed, %d stale\n", p.Name, timeout, p.Claimed, p.Unclaimed, p.Stale)
 		if len(p.Locks) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "  LOCK\tOWNER\tCLAIMED AT\tAGE\tVERDICT\tREASON")
+			fmt.Fprintln(tw, "  LOCK\tOWNER\tCLAIMED AT\tAGE\tBUILD\tVERDICT\tREASON")
 			for _, l := range p.Locks {
 				owner, at, age := "unknown", "-", "-"
 				if l.Owner != nil {
@@ -154,10 +169,18 @@ func Text(w io.Writer, d Doc) error {
 					at = l.ClaimedAt.Format("2006-01-02 15:04 UTC")
 					age = policy.Human(time.Duration(l.AgeSeconds) * time.Second)
 				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", l.Name, owner, at, age, l.Verdict, l.Reason)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Name, owner, at, age, buildColumn(l.Build), l.Verdict, l.Reason)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
+			}
+		}
+		for _, l := range p.Locks {
+			if l.Build != nil && l.Build.URL != "" {
+				fmt.Fprintf(w, "  %s: %s\n", l.Name, l.Build.URL)
+			}
+			if l.Warning != "" {
+				fmt.Fprintf(w, "  warning: %s: %s\n", l.Name, l.Warning)
 			}
 		}
 		for _, pr := range p.Problems {
@@ -180,6 +203,19 @@ func Text(w io.Writer, d Doc) error {
 		fmt.Fprintln(w, cleanSummary(d.Clean))
 	}
 	return nil
+}
+
+// buildColumn is the owning build's status in a word: "-" when Concourse was not asked.
+func buildColumn(b *Evidence) string {
+	switch {
+	case b == nil:
+		return "-"
+	case b.Error != "":
+		return "no answer"
+	case b.NotFound:
+		return "not found"
+	}
+	return b.Status
 }
 
 func cleanSummary(c *Clean) string {
