@@ -60,6 +60,12 @@ type options struct {
 	verbose                   bool
 	depth                     int
 	env                       Env
+
+	// Concourse, for evidence about the builds that hold locks.
+	ccURL, ccUser, ccPassword, ccToken string
+	flyTarget, ccTeam, ccCACert        string
+	ccInsecure                         bool
+	reapSucceeded                      string
 }
 
 func newRoot(stdout, stderr io.Writer, env Env) *cobra.Command {
@@ -101,6 +107,17 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	f.IntVar(&o.depth, "depth", 256, "commits of history the first clone of a network remote fetches; more are fetched as needed (0 = all)")
 	annotate(f, "depth", "POOLBOY_DEPTH")
 
+	flag(f, &o.ccURL, "concourse-url", "", "Concourse to ask whether the builds holding locks are alive (without it, timeouts decide alone)", "CONCOURSE_BASE_URL", "CONCOURSE_URL")
+	flag(f, &o.ccUser, "concourse-username", "", "Concourse local user (password grant)", "CONCOURSE_USERNAME")
+	flag(f, &o.ccPassword, "concourse-password", "", "its password (prefer the env var)", "CONCOURSE_PASSWORD")
+	flag(f, &o.ccToken, "concourse-token", "", "a Concourse bearer token instead of a user (prefer the env var)", "CONCOURSE_TOKEN")
+	flag(f, &o.flyTarget, "fly-target", "", "reuse this fly login target from ~/.flyrc ($FLY_HOME/.flyrc): its api, team, token, insecure and ca_cert", "FLY_TARGET")
+	flag(f, &o.ccTeam, "concourse-team", "", "team of claims written before team names were recorded (default: the fly target's team, else main)", "CONCOURSE_TEAM")
+	f.BoolVar(&o.ccInsecure, "concourse-insecure", false, "do not verify Concourse's TLS certificate")
+	annotate(f, "concourse-insecure", "CONCOURSE_INSECURE")
+	flag(f, &o.ccCACert, "concourse-ca-cert", "", "PEM file of a CA to trust for Concourse, on top of the system's", "CONCOURSE_CA_CERT")
+	flag(f, &o.reapSucceeded, "reap-on-success", "", "pools (comma-separated, from --pools) whose locks are freed as soon as their build succeeded, for jobs that never pass locks on", "POOLBOY_REAP_ON_SUCCESS")
+
 	root.AddCommand(statusCmd(o), cleanCmd(o), demoCmd())
 	return root
 }
@@ -139,33 +156,38 @@ func applyEnv(f *pflag.FlagSet, env Env) error {
 
 // setup validates everything that can be checked without the network, then opens
 // the repository.
-func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, policy.Timeouts, *slog.Logger, error) {
+func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reaper.Config, error) {
+	var cfg reaper.Config
 	timeouts, err := policy.ParseTimeouts(o.pools)
 	if err != nil {
-		return nil, nil, nil, usageError{err}
+		return nil, cfg, usageError{err}
+	}
+	cfg.Timeouts = timeouts
+	if cfg.ReapSucceeded, err = parseReapSucceeded(o.reapSucceeded, timeouts); err != nil {
+		return nil, cfg, usageError{err}
 	}
 	if o.output != "text" && o.output != "json" {
-		return nil, nil, nil, usageError{fmt.Errorf("--output %q: want text or json", o.output)}
+		return nil, cfg, usageError{fmt.Errorf("--output %q: want text or json", o.output)}
 	}
 	if o.repo == "" {
-		return nil, nil, nil, usageError{errors.New("no repository: give --repo or POOL_REPO")}
+		return nil, cfg, usageError{errors.New("no repository: give --repo or POOL_REPO")}
 	}
 	if o.depth < 0 {
-		return nil, nil, nil, usageError{fmt.Errorf("--depth %d: must be 0 or more", o.depth)}
+		return nil, cfg, usageError{fmt.Errorf("--depth %d: must be 0 or more", o.depth)}
 	}
 	if strings.HasPrefix(o.repo, "-") {
-		return nil, nil, nil, usageError{fmt.Errorf("--repo %q must not start with '-'", o.repo)}
+		return nil, cfg, usageError{fmt.Errorf("--repo %q must not start with '-'", o.repo)}
 	}
 	if strings.HasPrefix(o.branch, "-") {
-		return nil, nil, nil, usageError{fmt.Errorf("--branch %q must not start with '-'", o.branch)}
+		return nil, cfg, usageError{fmt.Errorf("--branch %q must not start with '-'", o.branch)}
 	}
 	key, _ := o.env("POOL_REPO_SSH_PRIVATE_KEY")
 	if o.keyFile != "" {
 		if key != "" {
-			return nil, nil, nil, usageError{errors.New("give the SSH key either with --private-key-file or in POOL_REPO_SSH_PRIVATE_KEY, not both")}
+			return nil, cfg, usageError{errors.New("give the SSH key either with --private-key-file or in POOL_REPO_SSH_PRIVATE_KEY, not both")}
 		}
 		if _, err := os.Stat(o.keyFile); err != nil {
-			return nil, nil, nil, usageError{fmt.Errorf("private key file: %w", err)}
+			return nil, cfg, usageError{fmt.Errorf("private key file: %w", err)}
 		}
 	}
 	level := slog.LevelInfo
@@ -173,6 +195,11 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, poli
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Log = log
+	// Everything local (the Concourse settings too) is checked before the network.
+	if cfg.Witness, err = o.witness(log); err != nil {
+		return nil, cfg, err
+	}
 	repo, err := gitx.Open(ctx, gitx.Options{
 		URL:    o.repo,
 		Branch: o.branch,
@@ -183,9 +210,9 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, poli
 		Logger:   log,
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, cfg, err
 	}
-	return repo, timeouts, log, nil
+	return repo, cfg, nil
 }
 
 func (o *options) render(w io.Writer, doc report.Doc) error {
@@ -201,12 +228,12 @@ func statusCmd(o *options) *cobra.Command {
 		Short: "Report every pool: who holds each lock, since when, and whether it is stale",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, timeouts, log, err := o.setup(cmd.Context(), cmd.ErrOrStderr())
+			repo, cfg, err := o.setup(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer repo.Close()
-			rep, err := reaper.Status(cmd.Context(), repo, reaper.Config{Timeouts: timeouts, Log: log})
+			rep, err := reaper.Status(cmd.Context(), repo, cfg)
 			if err != nil {
 				return err
 			}
@@ -233,12 +260,13 @@ again from the new state. Pools without a timeout are never touched.`,
 			if strings.TrimSpace(o.pools) == "" {
 				return usageError{errors.New("clean needs --pools (or POOLS): name:timeout,... for the pools to clean")}
 			}
-			repo, timeouts, log, err := o.setup(cmd.Context(), cmd.ErrOrStderr())
+			repo, cfg, err := o.setup(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer repo.Close()
-			res, err := reaper.Clean(cmd.Context(), repo, reaper.Config{Timeouts: timeouts, Log: log, MaxAttempts: attempts}, dryRun)
+			cfg.MaxAttempts = attempts
+			res, err := reaper.Clean(cmd.Context(), repo, cfg, dryRun)
 			if err != nil {
 				return err
 			}

@@ -306,7 +306,7 @@ func TestConcourseDeadBuildFreesItsLockAtOnce(t *testing.T) {
 func TestConcourseHandOff(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
-		owner    string // the claiming build's status
+		owner     string // the claiming build's status
 		afterRule string // env-1's rule once the hand-off is over (5h > 1h)
 	}{
 		{"succeeded", "timeout"},
@@ -579,6 +579,7 @@ func TestConcourseGoneBuildLeavesItToTheTimeout(t *testing.T) {
 	wantBuild(t, d.lock(t, "aws", "env-2"), buildDoc{Name: freshOwner, Status: "started", URL: g.buildURL(id7)})
 
 	g.cc.DeletePipeline("main", "deploy", nil)
+	n := len(g.cc.Requests())
 	d, res := g.json(t, "clean", "--pools", "aws:1h")
 	l1, l2 := d.lock(t, "aws", "env-1"), d.lock(t, "aws", "env-2")
 	wantLock(t, l1, "stale", "timeout", false)
@@ -591,7 +592,7 @@ func TestConcourseGoneBuildLeavesItToTheTimeout(t *testing.T) {
 	commit, _ := d.freed(t, "aws", "env-1")
 	wantTrailers(t, g.r, commit, map[string]string{"Poolboy-Rule": "timeout", "Poolboy-Build-Status": "", "Poolboy-Build-URL": ""})
 	wantClaimed(t, g.r, "aws", []string{"env-2"}, []string{"env-1"})
-	for _, r := range g.cc.Requests()[2:] {
+	for _, r := range g.cc.Requests()[n:] {
 		if r.Status != 404 {
 			t.Errorf("after the pipeline was deleted: %s %s answered %d", r.Method, r.Path, r.Status)
 		}
@@ -736,10 +737,10 @@ func TestConcourseOneLookupPerBuild(t *testing.T) {
 
 	reqs := g.cc.Requests()
 	for path, want := range map[string]int{
-		integration41: 1,
-		smoke7:        1,
+		integration41:         1,
+		smoke7:                1,
 		"/api/v1/builds/5512": 1,
-		fmt.Sprintf("/api/v1/builds/%d/resources", id41):                  1,
+		fmt.Sprintf("/api/v1/builds/%d/resources", id41):               1,
 		"/api/v1/teams/main/pipelines/deploy/resources/locks/versions": 1, // env-1's claim only
 	} {
 		if got := count(reqs, "GET", path); got != want {
@@ -909,7 +910,8 @@ func TestConcourseAuthAndTLS(t *testing.T) {
 				if l.Build == nil || !strings.Contains(l.Build.Error+l.Warning, "certificate") {
 					t.Errorf("the warning does not name the certificate problem: %+v %q", l.Build, l.Warning)
 				}
-				wantClaimed(t, g.r, "aws", []string{"env-2", "env-3"}, []string{"env-1"})
+				// env-3's pre-team claim is 2h old: the timeout frees it too.
+				wantClaimed(t, g.r, "aws", []string{"env-2"}, []string{"env-1", "env-3"})
 				for _, r := range reqs {
 					if r.Status != 0 {
 						t.Errorf("a request got through an untrusted certificate: %+v", r)
@@ -1021,7 +1023,6 @@ func TestConcourseBadUsage(t *testing.T) {
 		env  map[string]string
 		args []string
 		want []string
-		bug  string // a known bug in non-test code makes this case fail
 	}{
 		{name: "username without password", args: []string{"--concourse-url", g.cc.URL, "--concourse-username", "bot"}, want: []string{"--concourse-password"}},
 		{name: "username without password, env", env: map[string]string{"CONCOURSE_USERNAME": "bot"}, args: []string{"--concourse-url", g.cc.URL}, want: []string{"--concourse-password"}},
@@ -1031,17 +1032,16 @@ func TestConcourseBadUsage(t *testing.T) {
 		{name: "credentials without URL", env: map[string]string{"CONCOURSE_USERNAME": "bot", "CONCOURSE_PASSWORD": canary}, want: []string{"--concourse-url"}},
 		{name: "token without URL", env: map[string]string{"CONCOURSE_TOKEN": canary}, want: []string{"--concourse-url"}},
 		{name: "reap on success of a pool not in --pools", args: []string{"--concourse-url", g.cc.URL, "--reap-on-success", "gpu"}, want: []string{"gpu"}},
-		{name: "URL not http", env: map[string]string{"CONCOURSE_TOKEN": canary}, args: []string{"--concourse-url", "ftp://ci.example.com"}, want: []string{"scheme"}, bug: "witness"},
-		{name: "URL with a password", env: map[string]string{"CONCOURSE_TOKEN": g.token}, args: []string{"--concourse-url", "https://bot:" + canary + "@ci.example.com"}, want: []string{"credentials"}, bug: "witness"},
-		{name: "CA cert missing", env: map[string]string{"CONCOURSE_TOKEN": g.token}, args: []string{"--concourse-url", g.cc.URL, "--concourse-ca-cert", "/nonexistent/ca.pem"}, want: []string{"/nonexistent/ca.pem"}, bug: "witness"},
-		{name: "CA cert not PEM", env: map[string]string{"CONCOURSE_TOKEN": g.token}, args: []string{"--concourse-url", g.cc.URL, "--concourse-ca-cert", notPEM}, want: []string{"PEM"}, bug: "witness"},
-		{name: "unknown fly target", env: map[string]string{"FLY_HOME": flyHome}, args: []string{"--fly-target", "nope"}, want: []string{`"nope"`, "ci"}, bug: "witness"},
-		{name: "no flyrc", env: map[string]string{"FLY_HOME": t.TempDir()}, args: []string{"--fly-target", "ci"}, want: []string{".flyrc"}, bug: "witness"},
+		{name: "URL not http", env: map[string]string{"CONCOURSE_TOKEN": canary}, args: []string{"--concourse-url", "ftp://ci.example.com"}, want: []string{"scheme"}},
+		{name: "URL with a password", env: map[string]string{"CONCOURSE_TOKEN": g.token}, args: []string{"--concourse-url", "https://bot:" + canary + "@ci.example.com"}, want: []string{"credentials"}},
+		{name: "CA cert missing", env: map[string]string{"CONCOURSE_TOKEN": g.token}, args: []string{"--concourse-url", g.cc.URL, "--concourse-ca-cert", "/nonexistent/ca.pem"}, want: []string{"/nonexistent/ca.pem"}},
+		{name: "CA cert not PEM", env: map[string]string{"CONCOURSE_TOKEN": g.token}, args: []string{"--concourse-url", g.cc.URL, "--concourse-ca-cert", notPEM}, want: []string{"PEM"}},
+		{name: "unknown fly target", env: map[string]string{"FLY_HOME": flyHome}, args: []string{"--fly-target", "nope"}, want: []string{`"nope"`, "ci"}},
+		{name: "no flyrc", env: map[string]string{"FLY_HOME": t.TempDir()}, args: []string{"--fly-target", "ci"}, want: []string{".flyrc"}},
 	}
 	// Serial: the request counts must be this case's alone.
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			knownBug(t, c.bug)
 			before, gitReqs, ccReqs := g.r.refs(t), fmt.Sprint(srv.Requests()), len(g.cc.Requests())
 			args := append([]string{"clean", "--repo", repo, "--pools", "aws:1h"}, c.args...)
 			res := run(t, merge(repoEnv, c.env), args...)
@@ -1062,15 +1062,132 @@ func TestConcourseBadUsage(t *testing.T) {
 	}
 }
 
-// knownBug skips a case that fails because of a known bug in non-test code, unless
-// POOLBOY_KNOWN_BUGS=1 asks to see it fail.
-func knownBug(t *testing.T, bug string) {
-	t.Helper()
-	if bug == "" || os.Getenv("POOLBOY_KNOWN_BUGS") == "1" {
-		return
+// Without Concourse nothing is asked and the JSON says so (build null, BUILD "-");
+// with Concourse, a claim that names no build is not asked about either.
+func TestConcourseOnlyAskedAboutNamedBuilds(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	g := newRig(t, nil, fixture.Op{Kind: fixture.Claim, Pool: "aws", Lock: "env-3", At: now.Add(-2 * time.Hour)}) // "claiming: env-3"
+	g.job("integration", "41", "started")
+
+	res := mustRun(t, nil, "status", "--repo", g.repo, "--pools", "aws:1h", "--output", "json")
+	d := decodeStatus(t, res.stdout)
+	for _, lock := range []string{"env-1", "env-2", "env-3"} {
+		if l := d.lock(t, "aws", lock); l.Build != nil || l.Warning != "" {
+			t.Errorf("%s without Concourse: build %+v warning %q", lock, l.Build, l.Warning)
+		}
 	}
-	reasons := map[string]string{
-		"witness": "cli.go setup() opens (clones) the repository before o.witness() validates the Concourse settings, so these usage errors contact the git server",
+	wantLock(t, d.lock(t, "aws", "env-1"), "stale", "timeout", false)
+	res = mustRun(t, nil, "status", "--repo", g.repo, "--pools", "aws:1h")
+	if f := strings.Fields(row(textBlocks(res.stdout)["aws"], "env-1")); len(f) < 9 || f[7] != "-" {
+		t.Errorf("BUILD column without Concourse: %q", row(textBlocks(res.stdout)["aws"], "env-1"))
 	}
-	t.Skipf("known bug (%s): %s; POOLBOY_KNOWN_BUGS=1 runs it", bug, reasons[bug])
+	if n := len(g.cc.Requests()); n != 0 {
+		t.Errorf("Concourse was asked without --concourse-url: %v", g.cc.Requests())
+	}
+
+	d, _ = g.json(t, "clean", "--pools", "aws:1h")
+	l3 := d.lock(t, "aws", "env-3")
+	wantLock(t, l3, "stale", "timeout", false)
+	if l3.Build != nil {
+		t.Errorf("env-3 names no build, but build is %+v", l3.Build)
+	}
+	wantLock(t, d.lock(t, "aws", "env-1"), "alive", "build-running", false)
+	wantClaimed(t, g.r, "aws", []string{"env-1", "env-2"}, []string{"env-3"})
+	if c, _ := d.freed(t, "aws", "env-3"); c != "" {
+		wantTrailers(t, g.r, c, map[string]string{"Poolboy-Rule": "timeout", "Poolboy-Build-Status": "", "Poolboy-Build-URL": ""})
+		if m := testenv.Git(t, g.r.dir, "log", "-1", "--format=%B", c); strings.Contains(m, "Concourse:") {
+			t.Errorf("message of a lock whose claim names no build has a Concourse line:\n%s", m)
+		}
+	}
+	for _, r := range g.cc.Requests() {
+		if strings.Contains(r.Path, "env-3") {
+			t.Errorf("asked about env-3: %v", r)
+		}
+	}
+	if n := len(g.cc.Requests()); n != 3 { // builds 41, smoke 7, one-off 5512
+		t.Errorf("%d requests, want 3: %v", n, g.cc.Requests())
+	}
+}
+
+// At most 4 requests to Concourse at once, however many builds hold locks.
+func TestConcourseAtMostFourRequestsAtOnce(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	var extra []fixture.Op
+	for i := 0; i < 12; i++ {
+		lock := fmt.Sprintf("many-%02d", i)
+		extra = append(extra,
+			fixture.Op{Kind: fixture.Add, Pool: "aws", Lock: lock, At: now.Add(-time.Hour)},
+			fixture.Op{Kind: fixture.Claim, Pool: "aws", Lock: lock, At: now.Add(-time.Minute),
+				Message: fmt.Sprintf("main/deploy/many build %d claiming: %s", i+1, lock)})
+	}
+	g := newRig(t, nil, extra...)
+	for i := 0; i < 12; i++ {
+		g.job("many", strconv.Itoa(i+1), "started")
+	}
+	g.cc.SetFault(fakeconcourse.Fault{Delay: 150 * time.Millisecond})
+	// The fault delays every request; a request still waiting has no status yet.
+	maxInFlight := 0
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n := 0
+			for _, r := range g.cc.Requests() {
+				if r.Status == 0 {
+					n++
+				}
+			}
+			maxInFlight = max(maxInFlight, n)
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	d, _ := g.json(t, "status", "--pools", "aws:1h")
+	close(stop)
+	<-done
+	if maxInFlight > 4 || maxInFlight < 2 {
+		t.Errorf("at most %d requests were in flight at once, want 2 to 4", maxInFlight)
+	}
+	for i := 0; i < 12; i++ {
+		wantLock(t, d.lock(t, "aws", fmt.Sprintf("many-%02d", i)), "alive", "build-running", false)
+	}
+	if n := len(g.cc.Requests()); n != 15 {
+		t.Errorf("%d requests, want 15 (one per build)", n)
+	}
+}
+
+// A wrong password is one failed login per run, not one per build: every attempt
+// counts against the account (lockouts), and each costs up to the request timeout.
+func TestConcourseWrongPasswordTriedOnce(t *testing.T) {
+	t.Parallel()
+	g := newRig(t, nil)
+	g.job("integration", "41", "started")
+	res := mustRun(t, map[string]string{"CONCOURSE_USERNAME": ccAdmin, "CONCOURSE_PASSWORD": "wrong-pw"},
+		g.args("status", "--pools", "aws:1h", "--output", "json")...)
+	wantLock(t, decodeStatus(t, res.stdout).lock(t, "aws", "env-1"), "stale", "timeout", true)
+	if n := count(g.cc.Requests(), "POST", "/sky/issuer/token"); n != 1 {
+		t.Errorf("%d login attempts with a wrong password for 3 builds, want 1", n)
+	}
+}
+
+// --help shows each flag with a type word, as the other flags have.
+func TestConcourseFlagsHelp(t *testing.T) {
+	t.Parallel()
+	res := mustRun(t, nil, "status", "--help")
+	for _, line := range strings.Split(res.stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (strings.HasPrefix(f[0], "--concourse-") || f[0] == "--fly-target" || f[0] == "--reap-on-success") {
+			if f[0] != "--concourse-insecure" && f[1] != "string" {
+				t.Errorf("help line %q: value placeholder %q, want string", line, f[1])
+			}
+		}
+	}
 }

@@ -1,12 +1,16 @@
 package cli_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/cli"
+	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
+	"github.com/poolboy-ci/poolboy/internal/fixture"
 	"github.com/poolboy-ci/poolboy/internal/testenv"
 )
 
@@ -18,7 +22,17 @@ type envCase struct {
 	env   func(e *envFixture) map[string]string
 	args  func(e *envFixture) []string
 	check func(t *testing.T, e *envFixture, res result)
+	cc    ccKind // start a fake Concourse (e.cc)
 }
+
+// ccKind is the fake Concourse an envCase needs.
+type ccKind int
+
+const (
+	noCC   ccKind = iota
+	ccHTTP        // plain HTTP
+	ccTLS         // HTTPS with a certificate only e.caFile trusts
+)
 
 type envFixture struct {
 	r        *lockRepo
@@ -30,6 +44,44 @@ type envFixture struct {
 	other    string // another empty directory
 	keyFile  string // an existing (dummy) private key file
 	staleRef string // the stale claim commit
+
+	// With a fake Concourse (envCase.cc): it has user ccAdmin, builds
+	// main/deploy/integration #41 started (env-1's), main/deploy/smoke #7 succeeded
+	// (env-2's) and ops/deploy/integration #9 started (env-3's, claimed 2h ago by the
+	// pre-team claim preTeamEnvMsg).
+	cc      *fakeconcourse.Server
+	ccToken string // a token of ccAdmin
+	flyHome string // FLY_HOME whose .flyrc has target "ci": cc's URL, team ops, ccToken
+	caFile  string // cc's certificate (ccTLS only)
+	dead    string // a Concourse URL where nothing listens
+}
+
+// preTeamEnvMsg claims env-3 in the form written before team names were recorded.
+const preTeamEnvMsg = "deploy/integration build 9 claiming: env-3"
+
+func (e *envFixture) startConcourse(t *testing.T, kind ccKind) {
+	t.Helper()
+	var opts []fakeconcourse.Option
+	if kind == ccTLS {
+		opts = append(opts, fakeconcourse.WithTLS())
+	}
+	e.cc = fakeconcourse.New(t, opts...)
+	e.cc.AddUser(ccAdmin, ccAdminPW, "main")
+	e.ccToken = e.cc.Token(ccAdmin)
+	e.cc.AddBuild(fakeconcourse.Build{Pipeline: "deploy", Job: "integration", Name: "41", Status: "started"})
+	e.cc.AddBuild(fakeconcourse.Build{Pipeline: "deploy", Job: "smoke", Name: "7", Status: "succeeded"})
+	e.cc.AddBuild(fakeconcourse.Build{Team: "ops", Pipeline: "deploy", Job: "integration", Name: "9", Status: "started"})
+	e.flyHome = writeFlyrc(t, "ci", e.cc.URL, "ops", e.ccToken, "")
+	if kind == ccTLS {
+		e.caFile = writeFile(t, "ca.pem", e.cc.CACertPEM())
+	}
+	e.dead = fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
+}
+
+// ccLock runs the JSON checks common to the Concourse cases and returns a lock.
+func ccLock(t *testing.T, res result, pool, lock string) lockDoc {
+	t.Helper()
+	return isJSON(t, res).lock(t, pool, lock)
 }
 
 func (e *envFixture) unchanged(t *testing.T) {
@@ -111,7 +163,7 @@ func envCases() []envCase {
 	}
 	args := func(a ...string) func(*envFixture) []string { return func(*envFixture) []string { return a } }
 	creds := map[string]string{"POOL_REPO_USERNAME": httpUser, "POOL_REPO_PASSWORD": httpPass}
-	return []envCase{
+	cases := []envCase{
 		// Each env var on its own.
 		{name: "POOL_REPO", env: file(), args: args("status", "--output", "json"),
 			check: func(t *testing.T, e *envFixture, res result) {
@@ -251,6 +303,156 @@ func envCases() []envCase {
 			args:  func(e *envFixture) []string { return []string{"status", "--private-key-file", e.keyFile} },
 			check: func(t *testing.T, e *envFixture, res result) { wantCode(t, res, 0) }},
 	}
+	return append(cases, concourseEnvCases(file)...)
+}
+
+// concourseEnvCases set each Concourse flag through its env var alone, and show the
+// flag winning over it. Unless a case says otherwise poolboy runs status --output json
+// --pools aws:1h against the fake Concourse of envFixture.startConcourse.
+func concourseEnvCases(file func(kv ...string) func(*envFixture) map[string]string) []envCase {
+	env := func(f func(e *envFixture) map[string]string) func(*envFixture) map[string]string {
+		return func(e *envFixture) map[string]string {
+			m := f(e)
+			m["POOL_REPO"] = e.file
+			return m
+		}
+	}
+	status := func(extra func(e *envFixture) []string) func(*envFixture) []string {
+		return func(e *envFixture) []string {
+			return append([]string{"status", "--output", "json", "--pools", "aws:1h"}, extra(e)...)
+		}
+	}
+	// alive: env-1's started build keeps it, and Concourse gave no warning.
+	alive := func(t *testing.T, e *envFixture, res result) {
+		t.Helper()
+		l := ccLock(t, res, "aws", "env-1")
+		wantLock(t, l, "alive", "build-running", false)
+		if l.Build == nil || !strings.HasPrefix(l.Build.URL, e.cc.URL+"/builds/") {
+			t.Errorf("env-1 build %+v, want a page on %s", l.Build, e.cc.URL)
+		}
+	}
+	// noAnswer: Concourse could not be asked; the timeout decided env-1, with a warning.
+	noAnswer := func(t *testing.T, e *envFixture, res result) {
+		t.Helper()
+		wantLock(t, ccLock(t, res, "aws", "env-1"), "stale", "timeout", true)
+	}
+	token := func(e *envFixture) []string { return []string{"--concourse-token", e.ccToken} }
+	url := func(e *envFixture) []string { return []string{"--concourse-url", e.cc.URL} }
+	urlToken := func(e *envFixture) []string { return append(url(e), token(e)...) }
+	preTeamIn := func(team string) func(t *testing.T, e *envFixture, res result) {
+		return func(t *testing.T, e *envFixture, res result) {
+			t.Helper()
+			wantLock(t, ccLock(t, res, "aws", "env-3"), "alive", "build-running", false)
+			if count(e.cc.Requests(), "GET", "/api/v1/teams/"+team+"/pipelines/deploy/jobs/integration/builds/9") != 1 {
+				t.Errorf("the pre-team claim was not looked up in team %s: %v", team, e.cc.Requests())
+			}
+		}
+	}
+	return []envCase{
+		{name: "CONCOURSE_BASE_URL", cc: ccHTTP,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_BASE_URL": e.cc.URL} }),
+			args:  status(token),
+			check: alive},
+		{name: "CONCOURSE_URL", cc: ccHTTP,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_URL": e.cc.URL} }),
+			args:  status(token),
+			check: alive},
+		{name: "CONCOURSE_BASE_URL wins against CONCOURSE_URL", cc: ccHTTP,
+			env: env(func(e *envFixture) map[string]string {
+				return map[string]string{"CONCOURSE_BASE_URL": e.cc.URL, "CONCOURSE_URL": e.dead}
+			}),
+			args:  status(token),
+			check: alive},
+		{name: "--concourse-url over CONCOURSE_BASE_URL and CONCOURSE_URL", cc: ccHTTP,
+			env: env(func(e *envFixture) map[string]string {
+				return map[string]string{"CONCOURSE_BASE_URL": e.dead, "CONCOURSE_URL": e.dead}
+			}),
+			args:  status(urlToken),
+			check: alive},
+		{name: "CONCOURSE_USERNAME and CONCOURSE_PASSWORD", cc: ccHTTP,
+			env: env(func(e *envFixture) map[string]string {
+				return map[string]string{"CONCOURSE_USERNAME": ccAdmin, "CONCOURSE_PASSWORD": ccAdminPW}
+			}),
+			args: status(url),
+			check: func(t *testing.T, e *envFixture, res result) {
+				alive(t, e, res)
+				if e.cc.TokensIssued() != 1 {
+					t.Errorf("tokens issued: %d, want 1", e.cc.TokensIssued())
+				}
+			}},
+		{name: "--concourse-username and --concourse-password over env", cc: ccHTTP,
+			env: env(func(e *envFixture) map[string]string {
+				return map[string]string{"CONCOURSE_USERNAME": "nobody", "CONCOURSE_PASSWORD": "wrong-pw"}
+			}),
+			args: status(func(e *envFixture) []string {
+				return append(url(e), "--concourse-username", ccAdmin, "--concourse-password", ccAdminPW)
+			}),
+			check: alive},
+		{name: "CONCOURSE_TOKEN", cc: ccHTTP,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_TOKEN": e.ccToken} }),
+			args:  status(url),
+			check: alive},
+		{name: "--concourse-token over CONCOURSE_TOKEN", cc: ccHTTP,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_TOKEN": "not-a-token"} }),
+			args:  status(urlToken),
+			check: alive},
+		{name: "FLY_TARGET", cc: ccHTTP,
+			env: env(func(e *envFixture) map[string]string {
+				return map[string]string{"FLY_TARGET": "ci", "FLY_HOME": e.flyHome}
+			}),
+			args: status(func(*envFixture) []string { return nil }),
+			check: func(t *testing.T, e *envFixture, res result) {
+				alive(t, e, res)
+				preTeamIn("ops")(t, e, res) // the target's team
+			}},
+		{name: "--fly-target over FLY_TARGET", cc: ccHTTP,
+			env: env(func(e *envFixture) map[string]string {
+				return map[string]string{"FLY_TARGET": "nope", "FLY_HOME": e.flyHome}
+			}),
+			args:  status(func(*envFixture) []string { return []string{"--fly-target", "ci"} }),
+			check: alive},
+		{name: "CONCOURSE_TEAM", cc: ccHTTP,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_TEAM": "ops"} }),
+			args:  status(urlToken),
+			check: preTeamIn("ops")},
+		{name: "--concourse-team over CONCOURSE_TEAM", cc: ccHTTP,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_TEAM": "nope"} }),
+			args:  status(func(e *envFixture) []string { return append(urlToken(e), "--concourse-team", "ops") }),
+			check: preTeamIn("ops")},
+		{name: "CONCOURSE_INSECURE", cc: ccTLS,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_INSECURE": "true"} }),
+			args:  status(urlToken),
+			check: alive},
+		{name: "--concourse-insecure=false over CONCOURSE_INSECURE", cc: ccTLS,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_INSECURE": "true"} }),
+			args:  status(func(e *envFixture) []string { return append(urlToken(e), "--concourse-insecure=false") }),
+			check: noAnswer},
+		{name: "CONCOURSE_CA_CERT", cc: ccTLS,
+			env:   env(func(e *envFixture) map[string]string { return map[string]string{"CONCOURSE_CA_CERT": e.caFile} }),
+			args:  status(urlToken),
+			check: alive},
+		{name: "--concourse-ca-cert over CONCOURSE_CA_CERT", cc: ccTLS,
+			env: env(func(e *envFixture) map[string]string {
+				return map[string]string{"CONCOURSE_CA_CERT": "/nonexistent/ca.pem"}
+			}),
+			args:  status(func(e *envFixture) []string { return append(urlToken(e), "--concourse-ca-cert", e.caFile) }),
+			check: alive},
+		{name: "POOLBOY_REAP_ON_SUCCESS", cc: ccHTTP, env: file("POOLBOY_REAP_ON_SUCCESS", "aws"),
+			args: status(urlToken),
+			check: func(t *testing.T, e *envFixture, res result) {
+				wantLock(t, ccLock(t, res, "aws", "env-2"), "stale", "build-succeeded", false)
+			}},
+		{name: "--reap-on-success= over POOLBOY_REAP_ON_SUCCESS", cc: ccHTTP, env: file("POOLBOY_REAP_ON_SUCCESS", "aws"),
+			args: status(func(e *envFixture) []string { return append(urlToken(e), "--reap-on-success=") }),
+			check: func(t *testing.T, e *envFixture, res result) {
+				wantLock(t, ccLock(t, res, "aws", "env-2"), "held", "within-timeout", false)
+			}},
+		{name: "POOLBOY_REAP_ON_SUCCESS naming a pool not in --pools", cc: ccHTTP, env: file("POOLBOY_REAP_ON_SUCCESS", "gpu"),
+			args: status(urlToken),
+			check: func(t *testing.T, e *envFixture, res result) {
+				wantCode(t, res, cli.ExitUsage, "gpu")
+			}},
+	}
 }
 
 func TestEnvVarsSetFlagsAndFlagsWin(t *testing.T) {
@@ -258,13 +460,20 @@ func TestEnvVarsSetFlagsAndFlagsWin(t *testing.T) {
 	for _, c := range envCases() {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			r := newLockRepo(t, "main")
+			var extra []fixture.Op
+			if c.cc != noCC {
+				extra = append(extra, fixture.Op{Kind: fixture.Claim, Pool: "aws", Lock: "env-3", At: time.Now().Add(-2 * time.Hour), Message: preTeamEnvMsg})
+			}
+			r := newLockRepo(t, "main", extra...)
 			e := &envFixture{r: r, file: "file://" + r.dir, cache: t.TempDir(), other: t.TempDir(),
 				staleRef: r.commitWithMessage(t, "main", staleMsg)}
 			testenv.Git(t, r.dir, "branch", "staging", e.staleRef)
 			e.keyFile = filepath.Join(t.TempDir(), "id_test")
 			if err := os.WriteFile(e.keyFile, []byte("not a real key\n"), 0o600); err != nil {
 				t.Fatal(err)
+			}
+			if c.cc != noCC {
+				e.startConcourse(t, c.cc)
 			}
 			if c.net {
 				ts := serve(t, r, "git", "http")
@@ -312,8 +521,10 @@ func TestEveryFlagHasATestedEnvVar(t *testing.T) {
 				continue
 			}
 			seen++
-			if !alone[env] {
-				t.Errorf("%s: no test sets %s through %s alone", cmd, flag, env)
+			for _, name := range strings.Split(env, ", ") {
+				if !alone[name] {
+					t.Errorf("%s: no test sets %s through %s alone", cmd, flag, name)
+				}
 			}
 			if !wins[flag] {
 				t.Errorf("%s: no test shows %s winning over %s", cmd, flag, env)

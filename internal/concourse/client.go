@@ -140,8 +140,11 @@ type Client struct {
 	log      *slog.Logger
 	hc       *http.Client
 
-	sem   chan struct{} // guards token and serialises logins
-	token string
+	sem chan struct{} // guards token, logins and loginErr, and serialises logins
+	// logins counts login attempts; loginErr is the failed one, returned from then on.
+	logins   int
+	loginErr error
+	token    string
 }
 
 // New validates cfg and returns a Client. It does not touch the network.
@@ -532,8 +535,18 @@ func (c *Client) currentToken(ctx context.Context, stale string) (string, error)
 	if !c.canLogin || (c.token != "" && c.token != stale) {
 		return c.token, nil
 	}
+	// At most a login and one re-login per Client (one run): a wrong password is
+	// tried once, not once per build, and a dead Concourse costs one wait, not many.
+	if c.loginErr != nil {
+		return "", c.loginErr
+	}
+	if c.logins >= 2 {
+		return "", errors.New("concourse: a fresh token was rejected too")
+	}
+	c.logins++
 	tok, err := c.login(ctx)
 	if err != nil {
+		c.loginErr = err
 		return "", err
 	}
 	c.token = tok
