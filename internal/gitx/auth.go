@@ -21,23 +21,30 @@ Username*) printf '%s\n' "$POOLBOY_GIT_USERNAME" ;;
 esac
 `
 
+// sshAskpass answers ssh's passphrase prompt from the environment.
+const sshAskpass = `#!/bin/sh
+printf '%s\n' "$POOLBOY_SSH_PASSPHRASE"
+`
+
+// prepareAuth sets up the environment every git command runs with: credentials
+// through files and variables (never arguments), and the user's git settings.
 func (r *Repo) prepareAuth() error {
 	a := r.opts.Auth
 	if len(a.PrivateKey) > 0 && a.PrivateKeyFile != "" {
 		return errors.New("give the SSH key either as a file or in POOL_REPO_SSH_PRIVATE_KEY, not both")
 	}
-	needDir := len(a.PrivateKey) > 0 || a.Password != "" || a.Username != ""
-	if !needDir && a.PrivateKeyFile == "" {
-		return nil
-	}
 	var dir string
-	if needDir {
-		var err error
-		dir, err = os.MkdirTemp("", "poolboy-auth-")
-		if err != nil {
-			return err
+	private := func() (string, error) {
+		if dir != "" {
+			return dir, nil
 		}
-		r.cleanup = append(r.cleanup, func() { os.RemoveAll(dir) })
+		d, err := os.MkdirTemp("", "poolboy-auth-")
+		if err != nil {
+			return "", err
+		}
+		dir = d
+		r.cleanup = append(r.cleanup, func() { os.RemoveAll(d) })
+		return dir, nil
 	}
 	keyFile := a.PrivateKeyFile
 	if keyFile != "" {
@@ -56,17 +63,51 @@ func (r *Repo) prepareAuth() error {
 		if !bytes.HasSuffix(key, []byte("\n")) {
 			key = append(append([]byte{}, key...), '\n')
 		}
-		keyFile = filepath.Join(dir, "key")
+		d, err := private()
+		if err != nil {
+			return err
+		}
+		keyFile = filepath.Join(d, "key")
 		if err := os.WriteFile(keyFile, key, 0o600); err != nil {
 			return err
 		}
 	}
-	if keyFile != "" {
-		r.env = append(r.env, "GIT_SSH_COMMAND=ssh -i "+shellQuote(keyFile)+
-			" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new")
+	if keyFile != "" || a.SSHUser != "" || a.ForwardAgent {
+		ssh := "ssh -o StrictHostKeyChecking=accept-new"
+		if keyFile != "" {
+			ssh += " -i " + shellQuote(keyFile) + " -o IdentitiesOnly=yes"
+		}
+		if a.SSHUser != "" {
+			ssh += " -o User=" + shellQuote(a.SSHUser)
+		}
+		if a.ForwardAgent {
+			ssh += " -o ForwardAgent=yes"
+		}
+		if a.PrivateKeyPassphrase != "" {
+			// BatchMode would stop ssh from asking; SSH_ASKPASS_REQUIRE=force makes it
+			// ask our script, which reads the passphrase from the environment.
+			d, err := private()
+			if err != nil {
+				return err
+			}
+			script := filepath.Join(d, "ssh-askpass")
+			if err := os.WriteFile(script, []byte(sshAskpass), 0o700); err != nil {
+				return err
+			}
+			r.env = append(r.env, "SSH_ASKPASS="+script, "SSH_ASKPASS_REQUIRE=force",
+				"POOLBOY_SSH_PASSPHRASE="+a.PrivateKeyPassphrase)
+		} else {
+			ssh += " -o BatchMode=yes"
+		}
+		r.env = append(r.env, "GIT_SSH_COMMAND="+ssh)
 	}
+	config := append([]ConfigEntry{}, r.opts.GitConfig...)
 	if a.Username != "" || a.Password != "" {
-		script := filepath.Join(dir, "askpass")
+		d, err := private()
+		if err != nil {
+			return err
+		}
+		script := filepath.Join(d, "askpass")
 		if err := os.WriteFile(script, []byte(askpass), 0o700); err != nil {
 			return err
 		}
@@ -74,9 +115,22 @@ func (r *Repo) prepareAuth() error {
 			"GIT_ASKPASS="+script,
 			"POOLBOY_GIT_USERNAME="+a.Username,
 			"POOLBOY_GIT_PASSWORD="+a.Password,
-			// A credential helper from the user's config would store our password.
-			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=credential.helper", "GIT_CONFIG_VALUE_0=",
 		)
+		// A credential helper from the user's config would store our password.
+		config = append(config, ConfigEntry{"credential.helper", ""})
+	}
+	if r.opts.HTTPSProxy != "" {
+		config = append(config, ConfigEntry{"http.proxy", r.opts.HTTPSProxy})
+	}
+	if r.opts.SkipSSLVerify {
+		r.env = append(r.env, "GIT_SSL_NO_VERIFY=true")
+	}
+	// Settings travel in the environment, not as -c arguments: a value may be secret.
+	if len(config) > 0 {
+		r.env = append(r.env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(config)))
+		for i, c := range config {
+			r.env = append(r.env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, c.Name), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, c.Value))
+		}
 	}
 	return nil
 }
@@ -85,12 +139,17 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-func secretsOf(rawURL string, a Auth) []string {
+func secretsOf(rawURL, proxy string, a Auth) []string {
 	var s []string
-	if u, err := url.Parse(rawURL); err == nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			s = append(s, pw, url.PathEscape(pw), url.QueryEscape(pw))
+	for _, raw := range []string{rawURL, proxy} {
+		if u, err := url.Parse(raw); err == nil {
+			if pw, ok := u.User.Password(); ok && pw != "" {
+				s = append(s, pw, url.PathEscape(pw), url.QueryEscape(pw))
+			}
 		}
+	}
+	if a.PrivateKeyPassphrase != "" {
+		s = append(s, a.PrivateKeyPassphrase)
 	}
 	if a.Password != "" {
 		s = append(s, a.Password)

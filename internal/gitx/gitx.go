@@ -33,11 +33,17 @@ var ErrEmpty = errors.New("the repository is empty: it has no branch")
 
 // Auth holds credentials. Its fields are never logged.
 type Auth struct {
-	Username       string
-	Password       string
-	PrivateKey     []byte // key material, e.g. from POOL_REPO_SSH_PRIVATE_KEY
-	PrivateKeyFile string
+	Username             string
+	Password             string
+	PrivateKey           []byte // key material, e.g. from POOL_REPO_SSH_PRIVATE_KEY
+	PrivateKeyFile       string
+	PrivateKeyPassphrase string // for an encrypted key; reaches ssh through SSH_ASKPASS
+	SSHUser              string // ssh's User option (the pool resource's private_key_user)
+	ForwardAgent         bool
 }
+
+// ConfigEntry is one git configuration setting, applied to every git command.
+type ConfigEntry struct{ Name, Value string }
 
 // Options says which repository to mirror and how.
 type Options struct {
@@ -50,6 +56,10 @@ type Options struct {
 	// is always cloned whole: git hard-links its objects, so there is nothing to save.
 	Depth  int
 	Logger *slog.Logger
+
+	SkipSSLVerify bool          // do not verify an https remote's certificate
+	GitConfig     []ConfigEntry // extra git settings (the pool resource's git_config)
+	HTTPSProxy    string        // proxy URL for http(s) remotes; may hold credentials
 }
 
 // Repo is a bare local clone of one branch. refs/heads/<branch> mirrors the remote.
@@ -79,7 +89,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Repo{opts: opts, log: opts.Logger}
-	r.secrets = secretsOf(opts.URL, opts.Auth)
+	r.secrets = secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)
 	if err := r.prepareAuth(); err != nil {
 		r.Close()
 		return nil, err
@@ -118,6 +128,17 @@ func (r *Repo) Head(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("branch %q has no commit", r.branch)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// RemoteHead asks the remote where the branch is now, without fetching anything:
+// the cheap way to tell whether anything changed. "" means the branch is gone.
+func (r *Repo) RemoteHead(ctx context.Context) (string, error) {
+	out, err := r.Output(ctx, "ls-remote", "--", "origin", r.ref())
+	if err != nil {
+		return "", err
+	}
+	sha, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\t")
+	return sha, nil
 }
 
 // Fetch brings the mirror up to date with the remote and returns the new head.
@@ -265,7 +286,8 @@ func childEnv() []string {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
 		case "POOL_REPO_PASSWORD", "POOL_REPO_SSH_PRIVATE_KEY", "CONCOURSE_PASSWORD", "CONCOURSE_TOKEN",
-			"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LC_ALL", "LANG", "LANGUAGE":
+			"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LC_ALL", "LANG", "LANGUAGE",
+			"GIT_CONFIG_COUNT", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE":
 			continue
 		}
 		env = append(env, kv)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -233,8 +234,11 @@ func TestSecretsStayOutOfArgumentsErrorsAndDisk(t *testing.T) {
 	r := mustOpen(t, Options{URL: srv.URL + "locks.git", Auth: Auth{Username: "alice", Password: password, PrivateKey: []byte(key)}})
 	keyFile := ""
 	for _, e := range r.env {
-		if strings.HasPrefix(e, "GIT_SSH_COMMAND=") {
-			keyFile = strings.Trim(strings.Fields(e)[2], "'")
+		if cmd, ok := strings.CutPrefix(e, "GIT_SSH_COMMAND="); ok {
+			f := strings.Fields(cmd)
+			if i := slices.Index(f, "-i"); i >= 0 && i+1 < len(f) {
+				keyFile = strings.Trim(f[i+1], "'")
+			}
 		}
 	}
 	st, err := os.Stat(keyFile)
@@ -289,7 +293,7 @@ func TestIsLocalPath(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
-	r := &Repo{secrets: secretsOf("https://bob:url-pw-55@host/x", Auth{Password: "hunter2-xyz", PrivateKey: []byte("-----BEGIN-----\nAAAAsecretline\n-----END-----")})}
+	r := &Repo{secrets: secretsOf("https://bob:url-pw-55@host/x", "", Auth{Password: "hunter2-xyz", PrivateKey: []byte("-----BEGIN-----\nAAAAsecretline\n-----END-----")})}
 	for in, want := range map[string]string{
 		"fatal: bad password hunter2-xyz":             "fatal: bad password [redacted]",
 		"https://bob:tok3n@example.com/locks.git":     "https://bob:[redacted]@example.com/locks.git",
@@ -324,5 +328,43 @@ func TestStreamStopsEarlyButReportsFailures(t *testing.T) {
 	err = r.Stream(ctx, func(rd io.Reader) error { _, err := io.Copy(io.Discard, rd); return err }, "log", "no-such-revision")
 	if err == nil || !strings.Contains(err.Error(), "no-such-revision") {
 		t.Fatalf("failing command: %v", err)
+	}
+}
+
+func TestRemoteHeadSeesTheRemoteWithoutFetching(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 2)
+	ctx := context.Background()
+	r := mustOpen(t, Options{URL: "file://" + dir})
+	local, _ := r.Head(ctx)
+	if h, err := r.RemoteHead(ctx); err != nil || h != local {
+		t.Fatalf("remote head %s %v, want %s", h, err, local)
+	}
+	other := testenv.NewClone(t, "file://"+dir, "main")
+	other.Move(t, "aws/unclaimed/env-1", "aws/claimed/env-1", "claiming: env-1")
+	if h, err := r.RemoteHead(ctx); err != nil || h != other.RemoteHead(t) {
+		t.Fatalf("remote head %s %v, want the new head", h, err)
+	}
+	if h, _ := r.Head(ctx); h != local {
+		t.Error("RemoteHead fetched")
+	}
+}
+
+func TestGitConfigAndProxyReachGitThroughTheEnvironment(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 1)
+	argsLog := spyGit(t)
+	r := mustOpen(t, Options{URL: dir, GitConfig: []ConfigEntry{{"poolboy.test", "yes"}},
+		HTTPSProxy: "http://proxyuser:proxy-pw-31c@127.0.0.1:3128", Auth: Auth{Username: "u", Password: "p"}})
+	ctx := context.Background()
+	for key, want := range map[string]string{"poolboy.test": "yes", "http.proxy": "http://proxyuser:proxy-pw-31c@127.0.0.1:3128", "credential.helper": ""} {
+		out, err := r.Output(ctx, "config", "--get", key)
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%s = %q %v, want %q", key, out, err, want)
+		}
+	}
+	if got := r.Redact("proxy said proxy-pw-31c"); strings.Contains(got, "proxy-pw-31c") {
+		t.Errorf("proxy password not redacted: %s", got)
+	}
+	if args, _ := os.ReadFile(argsLog); strings.Contains(string(args), "proxy-pw-31c") {
+		t.Errorf("proxy password in git's arguments:\n%s", args)
 	}
 }
