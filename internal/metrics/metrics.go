@@ -52,6 +52,7 @@ const (
 	OpUpdate         = "update_lock"
 	OpCheck          = "check_lock"
 	OpCheckUnclaimed = "check_unclaimed_lock"
+	OpReap           = "reap_locks" // poolboy's reap: true
 )
 
 // Timeout bounds a whole Push (both requests), so a dead or slow gateway

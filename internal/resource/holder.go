@@ -1,0 +1,150 @@
+package resource
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// holder is the build running the script, from the BUILD_* variables Concourse gives
+// get and put steps. Every commit out makes names it, so that poolboy (and the
+// original Python pool boy, and anyone reading `git log`) can tell who holds a lock.
+type holder struct {
+	ID, Team, Pipeline, InstanceVars, Job, Name, URL string
+}
+
+func holderFrom(env Env) holder {
+	get := func(k string) string {
+		if env == nil {
+			return ""
+		}
+		v, _ := env(k)
+		return oneLine(strings.TrimSpace(v))
+	}
+	h := holder{
+		ID:           get("BUILD_ID"),
+		Team:         get("BUILD_TEAM_NAME"),
+		Pipeline:     get("BUILD_PIPELINE_NAME"),
+		InstanceVars: get("BUILD_PIPELINE_INSTANCE_VARS"),
+		Job:          get("BUILD_JOB_NAME"),
+		Name:         get("BUILD_NAME"),
+		URL:          get("BUILD_URL"),
+	}
+	if h.URL == "" {
+		// Servers before v8 have no BUILD_URL: compose what v8 would have written.
+		h.URL = h.composeURL(get("ATC_EXTERNAL_URL"))
+	}
+	return h
+}
+
+func (h holder) jobBuild() bool {
+	return h.Team != "" && h.Pipeline != "" && h.Job != "" && h.Name != ""
+}
+
+// prefix is what the pool resource wrote before the operation from 2018 to 2026:
+// "team/pipeline/job build N " ("team/pipeline/{vars}/job build N " for an
+// instanced pipeline), or "one-off build ID ". Every parser of pool history knows
+// these, the Python pool boy's regex included.
+func (h holder) prefix() string {
+	switch {
+	case h.jobBuild():
+		path := h.Team + "/" + h.Pipeline
+		if h.InstanceVars != "" {
+			path += "/" + h.InstanceVars
+		}
+		return path + "/" + h.Job + " build " + h.Name + " "
+	case h.ID != "":
+		return "one-off build " + h.ID + " "
+	}
+	return ""
+}
+
+// message is a commit message: the pool resource's first line with the holder
+// prefix, a blank line (so `git log --oneline` shows the first line alone), the
+// Build URL line as upstream v1.8 writes it, and trailers with the full metadata.
+// extra are more "Key: value" trailers.
+func (h holder) message(op, lock string, extra ...string) string {
+	var b strings.Builder
+	b.WriteString(h.prefix() + op + ": " + lock + "\n")
+	if h.URL != "" {
+		b.WriteString("\nBuild URL: " + h.URL + "\n")
+	}
+	trailers := []struct{ key, val string }{
+		{"Poolboy-Build-Id", h.ID},
+		{"Poolboy-Build-Team", h.Team},
+		{"Poolboy-Build-Pipeline", h.Pipeline},
+		{"Poolboy-Build-Instance-Vars", h.InstanceVars},
+		{"Poolboy-Build-Job", h.Job},
+		{"Poolboy-Build-Name", h.Name},
+		{"Poolboy-Build-Url", h.URL},
+	}
+	sep := "\n"
+	for _, t := range trailers {
+		if t.val != "" {
+			b.WriteString(sep + t.key + ": " + t.val + "\n")
+			sep = ""
+		}
+	}
+	for _, t := range extra {
+		b.WriteString(sep + oneLine(t) + "\n")
+		sep = ""
+	}
+	return b.String()
+}
+
+// composeURL builds the build's page as BUILD_URL has it on v8.1+ servers:
+// EXT/teams/T/pipelines/P/jobs/J/builds/N (?vars.k=<JSON value> for an instanced
+// pipeline), or EXT/builds/ID for a one-off build. "" without ATC_EXTERNAL_URL.
+func (h holder) composeURL(external string) string {
+	external = strings.TrimRight(external, "/")
+	switch {
+	case external == "":
+		return ""
+	case h.jobBuild():
+		u := external + "/teams/" + url.PathEscape(h.Team) + "/pipelines/" + url.PathEscape(h.Pipeline) +
+			"/jobs/" + url.PathEscape(h.Job) + "/builds/" + url.PathEscape(h.Name)
+		if q := varsQuery(h.InstanceVars); q != "" {
+			u += "?" + q
+		}
+		return u
+	case h.ID != "":
+		return external + "/builds/" + url.PathEscape(h.ID)
+	}
+	return ""
+}
+
+// varsQuery renders instance vars as Concourse's URLs do: vars.KEY=<JSON value>
+// per top-level key, sorted; a key with a '.' is quoted.
+func varsQuery(vars string) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(vars), &m) != nil {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		var v bytes.Buffer
+		if json.Compact(&v, m[k]) != nil {
+			return ""
+		}
+		key := k
+		if strings.ContainsAny(k, `."`) {
+			key = `"` + k + `"`
+		}
+		parts = append(parts, url.QueryEscape("vars."+key)+"="+url.QueryEscape(v.String()))
+	}
+	return strings.Join(parts, "&")
+}
+
+// oneLine keeps values from the environment or the repository from adding lines
+// (and so trailers, or a forged first line) to a commit message or a log line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,650 @@
+package resource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/pool"
+)
+
+const (
+	// maxMetadata caps a lock file read from a step directory: lock metadata is
+	// configuration, and every clone of the repository carries it forever.
+	maxMetadata = 1 << 20
+	// maxFailures is how many unexpected git failures in a row out tolerates, as
+	// upstream's five "unexpected errors", before giving up.
+	maxFailures = 5
+	// pushTimeout bounds a push that ctx's cancellation does not reach (see push).
+	pushTimeout = 60 * time.Second
+	// maxJitter bounds the pause after a lost push race: long enough to stop racers
+	// colliding in lock-step again, far shorter than a retry_delay.
+	maxJitter = 50 * time.Millisecond
+)
+
+// beforePush runs right before each push, after the last check of ctx; tests use it
+// to cancel at that exact moment.
+var beforePush = func() {}
+
+type outParams struct {
+	Acquire        bool   `json:"acquire"`
+	Claim          string `json:"claim"`
+	Release        string `json:"release"`
+	Add            string `json:"add"`
+	AddClaimed     string `json:"add_claimed"`
+	Remove         string `json:"remove"`
+	Update         string `json:"update"`
+	Check          string `json:"check"`
+	CheckUnclaimed string `json:"check_unclaimed"`
+	Reap           bool   `json:"reap"`
+}
+
+// ops names the operations the params ask for.
+func (p outParams) ops() []string {
+	var ops []string
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"acquire", p.Acquire}, {"release", p.Release != ""}, {"remove", p.Remove != ""},
+		{"claim", p.Claim != ""}, {"add", p.Add != ""}, {"add_claimed", p.AddClaimed != ""},
+		{"update", p.Update != ""}, {"check", p.Check != ""}, {"check_unclaimed", p.CheckUnclaimed != ""},
+		{"reap", p.Reap},
+	} {
+		if o.set {
+			ops = append(ops, o.name)
+		}
+	}
+	return ops
+}
+
+func (p outParams) check() error {
+	switch ops := p.ops(); len(ops) {
+	case 0:
+		// Upstream's words, exactly: users search their logs for this line.
+		return errors.New("invalid payload (missing acquire, release, remove, claim, add, add_claimed, update, check, or check_unclaimed)")
+	case 1:
+		return nil
+	default:
+		return fmt.Errorf("invalid payload (give only one of acquire, release, remove, claim, add, add_claimed, update, check, check_unclaimed or reap; got %s)", strings.Join(ops, ", "))
+	}
+}
+
+// outRun is one run of out.
+type outRun struct {
+	*script
+	params outParams
+	dir    string
+	holder holder
+	op     string
+	step   step // the lock named by the params, read before anything is cloned
+	repo   *gitx.Repo
+}
+
+// step is what a step directory (params.release: NAME means DIR/NAME) says.
+type step struct {
+	name     string
+	metadata []byte // only for add, add_claimed and update
+	blob     string // metadata's blob, once the repository is open
+	ref      string // the commit in wrote for this lock (the fence); "" if none
+}
+
+// plan is what one look at the pool decides.
+type plan struct {
+	lock  string
+	wait  string // nothing is possible yet, and why
+	done  bool   // nothing to commit: the answer is the head
+	edits []edit
+	msg   string
+	undo  []edit // for a claim: the edits that give the lock back (see push)
+}
+
+type decider func(ctx context.Context, head string, p *pool.Pool) (plan, error)
+
+func (o *outRun) run(ctx context.Context) (*answer, error) {
+	start := time.Now()
+	o.op = o.params.ops()[0]
+	// Everything local first: a bad step directory fails before the network.
+	if err := o.prepare(); err != nil {
+		return nil, err
+	}
+	depth := outDepth
+	switch o.op {
+	case "release":
+		depth = releaseDepth
+	case "reap":
+		depth = reapDepth
+	}
+	repo, err := o.open(ctx, depth)
+	if err != nil {
+		return nil, err
+	}
+	defer repo.Close()
+	o.repo = repo
+
+	var ans *answer
+	if o.op == "reap" {
+		ans, err = o.reap(ctx)
+	} else {
+		ans, err = o.operate(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	o.pushMetrics(ctx, start, ans)
+	return ans, nil
+}
+
+// prepare reads and validates the lock the params name.
+func (o *outRun) prepare() error {
+	var err error
+	p := o.params
+	switch o.op {
+	case "claim":
+		o.step.name = strings.TrimSpace(p.Claim)
+		if err := validLockName(o.step.name); err != nil {
+			return fmt.Errorf("params.claim: %q is not a lock name: %v", o.step.name, err)
+		}
+	case "release":
+		o.step, err = readStep(o.dir, "release", p.Release, false)
+	case "add":
+		o.step, err = readStep(o.dir, "add", p.Add, true)
+	case "add_claimed":
+		o.step, err = readStep(o.dir, "add_claimed", p.AddClaimed, true)
+	case "remove":
+		o.step, err = readStep(o.dir, "remove", p.Remove, false)
+	case "update":
+		o.step, err = readStep(o.dir, "update", p.Update, true)
+	case "check":
+		o.step, err = readStep(o.dir, "check", p.Check, false)
+	case "check_unclaimed":
+		o.step, err = readStep(o.dir, "check_unclaimed", p.CheckUnclaimed, false)
+	case "reap":
+		if o.src.StaleTimeout <= 0 {
+			return errors.New(`invalid payload: reap: true needs source.stale_timeout (minutes, or a duration like "90m")`)
+		}
+	}
+	return err
+}
+
+// readStep reads NAME/name (and NAME/metadata, and for a release NAME/ref when present) from
+// the put's directory. The files must be regular files inside dir: a path or
+// symlink leading out of it is refused, so nothing else on the worker can end up
+// in the repository.
+func readStep(dir, param, rel string, withMetadata bool) (step, error) {
+	var st step
+	if !filepath.IsLocal(rel) {
+		return st, fmt.Errorf("params.%s: %q must be a path inside the put step's directory", param, rel)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return st, err
+	}
+	defer root.Close()
+	rel = filepath.ToSlash(rel)
+	name, err := readSmall(root, path.Join(rel, "name"), 4096)
+	if err != nil {
+		return st, fmt.Errorf("could not read the name file of your lock: %v", err)
+	}
+	st.name = strings.TrimSpace(string(name))
+	if err := validLockName(st.name); err != nil {
+		return st, fmt.Errorf("%s/name: %q is not a lock name: %v", rel, st.name, err)
+	}
+	if withMetadata {
+		if st.metadata, err = readSmall(root, path.Join(rel, "metadata"), maxMetadata); err != nil {
+			return st, fmt.Errorf("could not read the metadata file of your lock: %v", err)
+		}
+	}
+	if param != "release" { // only a release is fenced
+		return st, nil
+	}
+	ref, err := readSmall(root, path.Join(rel, "ref"), 256)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return st, err
+	default:
+		st.ref = strings.TrimSpace(string(ref))
+		if !isCommitID(st.ref) {
+			return st, fmt.Errorf("%s/ref: %q is not a commit id", rel, st.ref)
+		}
+	}
+	return st, nil
+}
+
+// readSmall reads a regular file of at most limit bytes.
+func readSmall(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
+	}
+	return data, nil
+}
+
+// operate runs every operation but reap: announce, then the loop.
+func (o *outRun) operate(ctx context.Context) (*answer, error) {
+	name, poolName := o.step.name, o.src.Pool
+	var decide decider
+	switch o.op {
+	case "acquire":
+		fmt.Fprintf(o.log, "acquiring lock on: %s\n", poolName)
+		decide = o.acquire
+	case "claim":
+		fmt.Fprintf(o.log, "claiming lock: %s on pool: %s\n", name, poolName)
+		decide = o.claim
+	case "release":
+		fmt.Fprintf(o.log, "releasing lock: %s on pool: %s\n", name, poolName)
+		decide = o.release
+	case "add", "add_claimed":
+		claimed := o.op == "add_claimed"
+		fmt.Fprintf(o.log, "adding %s lock: %s to pool: %s\n", state(claimed), name, poolName)
+		decide = func(ctx context.Context, head string, p *pool.Pool) (plan, error) { return o.add(p, claimed) }
+	case "remove":
+		fmt.Fprintf(o.log, "removing lock: %s on pool: %s\n", name, poolName)
+		decide = o.remove
+	case "update":
+		fmt.Fprintf(o.log, "updating lock: %s in pool: %s\n", name, poolName)
+		decide = o.update
+	case "check", "check_unclaimed":
+		fmt.Fprintf(o.log, "checking lock: %s in pool: %s\n", name, poolName)
+		decide = o.check
+	}
+	if o.step.metadata != nil {
+		var err error
+		if o.step.blob, err = writeBlob(ctx, o.repo, o.step.metadata); err != nil {
+			return nil, err
+		}
+	}
+	return o.loop(ctx, decide)
+}
+
+// loop decides, commits and pushes until the operation is done: each round looks
+// at the pool at the head it fetched, so every decision is made on the state its
+// commit is built on, and a lost race is decided again on the newer state.
+func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
+	head, err := o.repo.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	delay := o.src.retryDelay()
+	failures := 0
+	for {
+		p, err := o.poolAt(ctx, head)
+		if err != nil {
+			return nil, err
+		}
+		pl, err := decide(ctx, head, p)
+		switch {
+		case err != nil:
+			return nil, err
+		case pl.done:
+			return o.answer(head, pl.lock), nil
+		case pl.wait != "":
+			fmt.Fprintf(o.log, "%s, retrying in %s\n", pl.wait, delay)
+			if head, err = o.waitForChange(ctx, head); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		commit, err := commitEdits(ctx, o.repo, head, pl.edits, pl.msg)
+		if err != nil {
+			return nil, err
+		}
+		err = o.push(ctx, head, commit)
+		switch {
+		case err == nil && ctx.Err() != nil && pl.undo != nil:
+			o.giveBack(ctx, commit, pl)
+			return nil, fmt.Errorf("interrupted while claiming lock %q: %w", pl.lock, context.Cause(ctx))
+		case err == nil:
+			subject, _, _ := strings.Cut(pl.msg, "\n")
+			fmt.Fprintf(o.log, "pushed %s: %s\n", commit, subject)
+			return o.answer(commit, pl.lock), nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+		case errors.Is(err, gitx.ErrRejected):
+			// Someone else's push won. Deciding again at once (after a jitter that
+			// keeps the losers from colliding in lock-step) is what makes a freed
+			// lock go to a waiter quickly; a full retry_delay here is upstream's
+			// main cost under contention.
+			fmt.Fprintln(o.log, "someone else pushed first; deciding again on the new state")
+			if err := sleep(ctx, rand.N(min(maxJitter, delay)+1)); err != nil {
+				return nil, err
+			}
+		default:
+			if failures++; failures >= maxFailures {
+				return nil, fmt.Errorf("gave up after %d failed pushes: %w", failures, err)
+			}
+			fmt.Fprintf(o.log, "failed to push (%v), retrying in %s\n", err, delay)
+			if err := sleep(ctx, delay); err != nil {
+				return nil, err
+			}
+		}
+		if head, err = o.repo.Fetch(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// poolAt is the configured pool at head; it must exist and have both directories.
+func (o *outRun) poolAt(ctx context.Context, head string) (*pool.Pool, error) {
+	snap, err := pool.Read(ctx, o.repo, head)
+	if err != nil {
+		return nil, err
+	}
+	p, err := poolIn(snap, o.src.Pool, o.src.Branch)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Intact() {
+		var why []string
+		for _, pr := range p.Problems {
+			if pr.Lock == "" {
+				why = append(why, pr.String())
+			}
+		}
+		return nil, fmt.Errorf("pool %q is not usable: %s", p.Name, strings.Join(why, "; "))
+	}
+	return p, nil
+}
+
+// waitForChange waits until the remote branch moves away from head, looking at it
+// (git ls-remote: no download) every retry_delay, and fetches then.
+func (o *outRun) waitForChange(ctx context.Context, head string) (string, error) {
+	delay := o.src.retryDelay()
+	failures := 0
+	for {
+		if err := sleep(ctx, delay); err != nil {
+			return "", err
+		}
+		remote, err := o.repo.RemoteHead(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return "", fmt.Errorf("interrupted while waiting: %w", context.Cause(ctx))
+		case err != nil:
+			if failures++; failures >= maxFailures {
+				return "", err
+			}
+			fmt.Fprintf(o.log, "warning: could not look at the remote branch (%v), retrying in %s\n", err, delay)
+		case remote == "":
+			return "", fmt.Errorf("branch %s is gone from the remote", o.src.Branch)
+		case remote != head:
+			return o.repo.Fetch(ctx)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("interrupted while waiting: %w", context.Cause(ctx))
+	case <-t.C:
+		return nil
+	}
+}
+
+// push makes commit, built on parent, the head of the remote branch. It returns nil
+// once the remote has it, an error wrapping gitx.ErrRejected when someone else
+// pushed first, or another error.
+//
+// ctx is checked right before the push, so nothing is pushed once ctx is done. The
+// push itself runs on a context ctx's cancellation does not reach (bounded by
+// pushTimeout): git killed half-way leaves the remote's state unknown to us, and a
+// claim that landed unknown to us would stay with a build that is going away, where
+// only a reaper could free it. Letting the push finish, we know; the caller gives a
+// claim that landed after ctx ended straight back (giveBack).
+func (o *outRun) push(ctx context.Context, parent, commit string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stopped before pushing: %w", context.Cause(ctx))
+	}
+	beforePush()
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
+	defer cancel()
+	err := o.repo.Push(pctx, commit)
+	if err == nil || errors.Is(err, gitx.ErrRejected) {
+		return err
+	}
+	// No verdict from git (a dropped connection, a ref lock held by a concurrent
+	// push): the remote's head says what happened.
+	remote, rerr := o.repo.RemoteHead(pctx)
+	switch {
+	case rerr != nil:
+		return err
+	case remote == commit:
+		_, _ = o.repo.Fetch(pctx) // only brings the mirror up to date; the next fetch would too
+		return nil
+	case remote != parent:
+		return fmt.Errorf("%w", gitx.ErrRejected)
+	}
+	return err
+}
+
+// giveBack releases a claim pushed after ctx ended, on top of it (fast-forward
+// only, so only if nothing else happened since), best effort: if it cannot, the
+// claim names this build, and the reaper frees it once Concourse says the build
+// is over.
+func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) {
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
+	defer cancel()
+	msg := o.holder.message("unclaiming", pl.lock, "Poolboy-Claim-Commit: "+claim)
+	c, err := commitEdits(bg, o.repo, claim, pl.undo, msg)
+	if err == nil {
+		err = o.repo.Push(bg, c)
+	}
+	if err != nil {
+		fmt.Fprintf(o.log, "warning: interrupted while claiming; lock %q stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", pl.lock, claim, err)
+		return
+	}
+	fmt.Fprintf(o.log, "interrupted while claiming; gave lock %q back (%s)\n", pl.lock, c)
+}
+
+// find says where the named lock is. A name the pool holds as anything but a lock
+// file (a symlink, a directory, in both states) is an error: it is never touched.
+func find(p *pool.Pool, name string) (l pool.Lock, found bool, err error) {
+	if why := p.Broken[name]; why != "" {
+		return l, false, fmt.Errorf("lock %q in pool %q: %s; fix the repository by hand", name, p.Name, why)
+	}
+	for _, list := range [][]pool.Lock{p.Claimed, p.Unclaimed} {
+		if i := slices.IndexFunc(list, func(l pool.Lock) bool { return l.Name == name }); i >= 0 {
+			return list[i], true, nil
+		}
+	}
+	return l, false, nil
+}
+
+func state(claimed bool) string {
+	if claimed {
+		return "claimed"
+	}
+	return "unclaimed"
+}
+
+// acquire claims a random free lock, as upstream does: racing builds then mostly
+// pick different locks.
+func (o *outRun) acquire(ctx context.Context, head string, p *pool.Pool) (plan, error) {
+	var free []pool.Lock
+	for _, l := range p.Unclaimed {
+		if p.Broken[l.Name] == "" {
+			free = append(free, l)
+		}
+	}
+	if len(free) == 0 {
+		return plan{wait: "no lock available in pool " + p.Name}, nil
+	}
+	return o.claimPlan(free[rand.IntN(len(free))]), nil
+}
+
+// claim claims the named lock, waiting while it is claimed or absent (as upstream).
+func (o *outRun) claim(ctx context.Context, head string, p *pool.Pool) (plan, error) {
+	l, found, err := find(p, o.step.name)
+	switch {
+	case err != nil:
+		return plan{}, err
+	case !found:
+		return plan{wait: fmt.Sprintf("lock %s does not exist in pool %s", o.step.name, p.Name)}, nil
+	case l.Claimed:
+		return plan{wait: fmt.Sprintf("lock %s is claimed", l.Name)}, nil
+	}
+	return o.claimPlan(l), nil
+}
+
+func (o *outRun) claimPlan(l pool.Lock) plan {
+	claimed := l
+	claimed.Claimed = true
+	return plan{
+		lock:  l.Name,
+		edits: move(l, true),
+		undo:  move(claimed, false),
+		msg:   o.holder.message("claiming", l.Name),
+	}
+}
+
+// release frees the lock the step names, fenced by the claim the build holds: the
+// commit in wrote to the step's ref file, which is the claim commit when the build
+// got the lock from a put or from a get of that put's version.
+//   - The lock's current claim commit is that commit: the build still holds it; free it.
+//   - The lock is unclaimed (reaped, or released by someone else): nothing to do;
+//     succeed with a warning rather than fail the build.
+//   - The lock is claimed by another claim commit, and the build's commit claimed
+//     this lock too: it was reaped and claimed again by another build. Refuse, and
+//     leave it to its new holder.
+//   - No ref file (a get by the upstream resource), or a version that did not claim
+//     this lock: nothing to fence with; free it, as upstream would, with a warning.
+func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, error) {
+	name, held := o.step.name, o.step.ref
+	l, found, err := find(p, name)
+	switch {
+	case err != nil:
+		return plan{}, err
+	case !found:
+		return plan{}, fmt.Errorf("lock %q does not exist in pool %q", name, p.Name)
+	case !l.Claimed:
+		fmt.Fprintf(o.log, "warning: lock %s is not claimed any more (reaped, or released by someone else); nothing to release\n", name)
+		return plan{lock: name, done: true}, nil
+	case held == "":
+		fmt.Fprintf(o.log, "warning: no ref file for lock %s (was it fetched by the upstream pool resource?): releasing it without checking who holds it\n", name)
+		return o.releasePlan(l, ""), nil
+	}
+	current, ok, err := claimOf(ctx, o.repo, head, l.Path())
+	if err != nil {
+		return plan{}, err
+	}
+	if ok && current.Commit == held {
+		return o.releasePlan(l, held), nil
+	}
+	ours, err := added(ctx, o.repo, held, l.Path())
+	if err != nil {
+		return plan{}, err
+	}
+	if ours {
+		by := "another claim"
+		if ok {
+			by = fmt.Sprintf("%s (claim %s)", ownerOf(current.Message), current.Commit)
+		}
+		return plan{}, fmt.Errorf("lock %q was reaped after this build claimed it (%s) and has been claimed again by %s: not releasing it", name, held, by)
+	}
+	fmt.Fprintf(o.log, "warning: version %s did not claim lock %s: releasing it without checking who holds it\n", held, name)
+	return o.releasePlan(l, ""), nil
+}
+
+func (o *outRun) releasePlan(l pool.Lock, claim string) plan {
+	var extra []string
+	if claim != "" {
+		extra = append(extra, "Poolboy-Claim-Commit: "+claim)
+	}
+	return plan{lock: l.Name, edits: move(l, false), msg: o.holder.message("unclaiming", l.Name, extra...)}
+}
+
+// add adds a new lock, refusing a name the pool already has (upstream would
+// write a second copy, or retry forever).
+func (o *outRun) add(p *pool.Pool, claimed bool) (plan, error) {
+	l, found, err := find(p, o.step.name)
+	switch {
+	case err != nil:
+		return plan{}, err
+	case found:
+		return plan{}, fmt.Errorf("lock %q already exists in pool %q (%s)", l.Name, p.Name, state(l.Claimed))
+	}
+	return plan{
+		lock:  o.step.name,
+		edits: []edit{{path: pool.LockPath(p.Name, o.step.name, claimed), mode: "100644", blob: o.step.blob}},
+		msg:   o.holder.message("adding "+state(claimed), o.step.name),
+	}, nil
+}
+
+// remove removes a claimed lock; as upstream, an unclaimed one must be claimed first.
+func (o *outRun) remove(ctx context.Context, head string, p *pool.Pool) (plan, error) {
+	l, found, err := find(p, o.step.name)
+	switch {
+	case err != nil:
+		return plan{}, err
+	case !found:
+		return plan{}, fmt.Errorf("lock %q does not exist in pool %q", o.step.name, p.Name)
+	case !l.Claimed:
+		return plan{}, fmt.Errorf("lock %q in pool %q is not claimed: the pool resource removes only claimed locks (claim it first)", l.Name, p.Name)
+	}
+	return plan{lock: l.Name, edits: []edit{{path: l.Path()}}, msg: o.holder.message("removing", l.Name)}, nil
+}
+
+// update replaces an unclaimed lock's metadata, waiting while the lock is claimed,
+// and adds it unclaimed when it does not exist (as upstream).
+func (o *outRun) update(ctx context.Context, head string, p *pool.Pool) (plan, error) {
+	l, found, err := find(p, o.step.name)
+	switch {
+	case err != nil:
+		return plan{}, err
+	case found && l.Claimed:
+		return plan{wait: fmt.Sprintf("lock %s is claimed", l.Name)}, nil
+	case found && l.Blob == o.step.blob:
+		fmt.Fprintf(o.log, "lock %s already has this metadata; nothing to update\n", l.Name)
+		return plan{lock: l.Name, done: true}, nil
+	case found:
+		return plan{lock: l.Name, edits: []edit{{path: l.Path(), mode: l.Mode, blob: o.step.blob}},
+			msg: o.holder.message("updating", l.Name)}, nil
+	}
+	return plan{
+		lock:  o.step.name,
+		edits: []edit{{path: pool.LockPath(p.Name, o.step.name, false), mode: "100644", blob: o.step.blob}},
+		msg:   o.holder.message("adding unclaimed", o.step.name),
+	}, nil
+}
+
+// check waits while the lock is claimed (check) or unclaimed (check_unclaimed),
+// then answers the head, pushing nothing (as upstream; an absent lock passes).
+func (o *outRun) check(ctx context.Context, head string, p *pool.Pool) (plan, error) {
+	l, found, err := find(p, o.step.name)
+	waitWhileClaimed := o.op == "check"
+	switch {
+	case err != nil:
+		return plan{}, err
+	case found && l.Claimed == waitWhileClaimed:
+		return plan{wait: fmt.Sprintf("lock %s is %s", l.Name, state(l.Claimed))}, nil
+	}
+	return plan{lock: o.step.name, done: true}, nil
+}

@@ -1,0 +1,71 @@
+package resource
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/concourse"
+	"github.com/poolboy-ci/poolboy/internal/liveness"
+	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/pool"
+	"github.com/poolboy-ci/poolboy/internal/reaper"
+)
+
+// reap runs the pool boy's clean on this pool only: stale locks (by
+// source.stale_timeout, and by Concourse's word on their builds when
+// source.concourse_url is set) are freed, one commit each. The answer is the
+// resulting head; lock_name lists the freed locks, comma-separated.
+func (o *outRun) reap(ctx context.Context) (*answer, error) {
+	log := slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := reaper.Config{
+		Timeouts:      policy.Timeouts{o.src.Pool: time.Duration(o.src.StaleTimeout)},
+		ReapSucceeded: map[string]bool{o.src.Pool: o.src.ReapOnSuccess},
+		Log:           log,
+	}
+	if o.src.ConcourseURL != "" {
+		client, err := concourse.New(concourse.Config{
+			URL:      o.src.ConcourseURL,
+			Username: o.src.ConcourseUsername,
+			Password: o.src.ConcoursePassword,
+			Token:    o.src.ConcourseToken,
+			Logger:   log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Only a non-nil Witness goes into the interface: a nil pointer in it would
+		// look like a configured Concourse.
+		cfg.Witness = liveness.New(client, liveness.Options{Team: o.src.ConcourseTeam, WebURL: o.src.ConcourseURL, Log: log})
+	}
+	head, err := o.repo.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := pool.Read(ctx, o.repo, head)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := poolIn(snap, o.src.Pool, o.src.Branch); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.log, "reaping stale locks of pool: %s (stale after %s)\n", o.src.Pool, policy.Human(time.Duration(o.src.StaleTimeout)))
+	res, err := reaper.Clean(ctx, o.repo, cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	var freed []string
+	for _, f := range res.Freed {
+		freed = append(freed, f.Name)
+		fmt.Fprintf(o.log, "freed lock %s: %s (%s)\n", f.Name, oneLine(f.Verdict.Reason), f.Commit)
+	}
+	if len(freed) == 0 {
+		fmt.Fprintf(o.log, "no stale lock in pool %s\n", o.src.Pool)
+	}
+	if head, err = o.repo.Head(ctx); err != nil {
+		return nil, err
+	}
+	return o.answer(head, strings.Join(freed, ",")), nil
+}

@@ -1,0 +1,175 @@
+// Package resource is poolboy as a Concourse resource: check, in and out with the
+// semantics of the upstream pool resource (concourse/pool-resource), so a pipeline
+// can swap the resource type's image and change nothing else. In return every
+// commit names the build that made it, a release frees only the claim the build
+// holds, waiting costs an ls-remote per retry_delay instead of a clone, and
+// `reap: true` runs the pool boy's policy on the pool.
+//
+// Invariants:
+//   - An operation is at most one commit, built with plumbing on the branch head it
+//     was decided on (a private index, no work tree: no lock file is ever read from
+//     disk, and no symlink in the repository is ever followed), and pushed
+//     fast-forward only, never forced. A lost race means: fetch, decide again.
+//   - Nothing is pushed once ctx is done: ctx is checked right before each push. A
+//     push that has started is not killed (see outRun.push for why); if it landed a
+//     claim after ctx ended, that claim is released again at once.
+//   - A release frees a lock only when the lock's current claim commit is the one
+//     the build holds (DIR/<step>/ref, written by in); see outRun.release.
+//   - Lock names that come from files are validated before use; lock files the
+//     repository holds as symlinks, directories or submodules are never touched.
+//   - stdout carries only the JSON answer. No secret reaches stdout, stderr, an
+//     error or a commit message.
+package resource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/poolboy-ci/poolboy/internal/gitx"
+)
+
+// Env looks up the process environment (the BUILD_* variables); os.LookupEnv fits.
+type Env func(string) (string, bool)
+
+// Check is the resource's check: the commits that touched the pool after the given
+// version, oldest first; with no version, the newest such commit.
+func Check(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
+	return run(stdin, stderr, func(s *script, req *request) error {
+		if err := s.requireSource(nil); err != nil {
+			return err
+		}
+		versions, err := s.check(ctx, req.Version)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(versions)
+	})
+}
+
+// In is the resource's in: for the version's commit, DIR/name and DIR/metadata of
+// the lock the commit changed, and DIR/ref, the commit itself, which out's release
+// uses as its fence.
+func In(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
+	return run(stdin, stderr, func(s *script, req *request) error {
+		var params inParams
+		if err := s.requireSource(decodeParams(req.Params, &params)); err != nil {
+			return err
+		}
+		ans, err := s.in(ctx, dir, req.Version, params)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(ans)
+	})
+}
+
+// Out is the resource's out: one of acquire, claim, release, add, add_claimed,
+// remove, update, check, check_unclaimed, or reap, as params say.
+func Out(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
+	return run(stdin, stderr, func(s *script, req *request) error {
+		var params outParams
+		perr := decodeParams(req.Params, &params)
+		if perr == nil {
+			perr = params.check()
+		}
+		if err := s.requireSource(perr); err != nil {
+			return err
+		}
+		o := &outRun{script: s, params: params, dir: dir, holder: holderFrom(env)}
+		ans, err := o.run(ctx)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(ans)
+	})
+}
+
+// script is what every script shares: the request's source and a log without secrets.
+type script struct {
+	src source
+	log io.Writer // stderr, secrets removed
+	red *redactor
+}
+
+// run decodes the request, runs body and removes every secret from its error.
+func run(stdin io.Reader, stderr io.Writer, body func(*script, *request) error) error {
+	red := &redactor{w: stderr}
+	s := &script{log: red, red: red}
+	var req request
+	err := decode(stdin, &req)
+	if err == nil {
+		s.src = req.Source
+		red.add(s.src.secrets()...)
+		err = body(s, &req)
+	}
+	if err == nil {
+		return nil
+	}
+	return &scriptError{msg: red.redact(err.Error()), err: err}
+}
+
+// requireSource joins the source's problems with more (the params'), so one run
+// reports them all, as upstream does.
+func (s *script) requireSource(more error) error {
+	errs := s.src.check()
+	if more != nil {
+		errs = append(errs, more)
+	}
+	return errors.Join(errs...)
+}
+
+// open clones the branch, depth commits deep (0: all of it).
+func (s *script) open(ctx context.Context, depth int) (*gitx.Repo, error) {
+	opts := s.src.gitOptions(depth)
+	opts.Logger = slog.New(slog.DiscardHandler)
+	return gitx.Open(ctx, opts)
+}
+
+// scriptError is an error with every secret removed from its text; errors.Is still
+// sees the cause (context.Canceled, say).
+type scriptError struct {
+	msg string
+	err error
+}
+
+func (e *scriptError) Error() string { return e.msg }
+func (e *scriptError) Unwrap() error { return e.err }
+
+// redactor writes to w with every secret replaced. Each log line is written in one
+// call, so a secret is never split across writes.
+type redactor struct {
+	mu      sync.Mutex
+	w       io.Writer
+	secrets []string
+}
+
+func (r *redactor) add(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range secrets {
+		if s != "" {
+			r.secrets = append(r.secrets, s)
+		}
+	}
+}
+
+func (r *redactor) redact(s string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, secret := range r.secrets {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
+	}
+	return s
+}
+
+func (r *redactor) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(r.w, r.redact(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -1,0 +1,370 @@
+package resource
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/policy"
+)
+
+// source is the resource's `source:`: every field the upstream pool resource
+// accepts, the Pix4D fork's prometheus_push_gateway, and ours for reaping.
+// Unknown fields are ignored, as upstream ignores them; a known field of the wrong
+// type is an error.
+type source struct {
+	URI                   string       `json:"uri"`
+	Branch                string       `json:"branch"`
+	Pool                  string       `json:"pool"`
+	PrivateKey            string       `json:"private_key"`
+	PrivateKeyUser        string       `json:"private_key_user"`
+	PrivateKeyPassphrase  string       `json:"private_key_passphrase"`
+	Username              string       `json:"username"`
+	Password              string       `json:"password"`
+	GitConfig             []gitConfig  `json:"git_config"`
+	RetryDelay            retryDelay   `json:"retry_delay"`
+	HTTPSTunnel           *tunnel      `json:"https_tunnel"`
+	ForwardAgent          bool         `json:"forward_agent"`
+	SkipSSLVerification   bool         `json:"skip_ssl_verification"`
+	PrometheusPushGateway string       `json:"prometheus_push_gateway"`
+	StaleTimeout          staleTimeout `json:"stale_timeout"`
+	ConcourseURL          string       `json:"concourse_url"`
+	ConcourseUsername     string       `json:"concourse_username"`
+	ConcoursePassword     string       `json:"concourse_password"`
+	ConcourseToken        string       `json:"concourse_token"`
+	ConcourseTeam         string       `json:"concourse_team"`
+	ReapOnSuccess         bool         `json:"reap_on_success"`
+}
+
+type gitConfig struct {
+	Name  string `json:"name"`
+	Value scalar `json:"value"`
+}
+
+type tunnel struct {
+	ProxyHost     string `json:"proxy_host"`
+	ProxyPort     scalar `json:"proxy_port"`
+	ProxyUser     string `json:"proxy_user"`
+	ProxyPassword string `json:"proxy_password"`
+}
+
+type version struct {
+	Ref string `json:"ref"`
+}
+
+type metadataPair struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// answer is what in and out print: the version and the upstream metadata.
+type answer struct {
+	Version  version        `json:"version"`
+	Metadata []metadataPair `json:"metadata"`
+}
+
+// request is what Concourse writes to a script's stdin.
+type request struct {
+	Source  source          `json:"source"`
+	Version *version        `json:"version"`
+	Params  json.RawMessage `json:"params"`
+}
+
+// defaultRetryDelay is upstream's wait between attempts.
+const defaultRetryDelay = 10 * time.Second
+
+// retryDelay is a Go duration string ("10s"). A JSON number is taken as
+// nanoseconds, exactly as upstream's decoder took it.
+type retryDelay time.Duration
+
+func (d *retryDelay) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case nil:
+		*d = 0
+	case float64:
+		if v < 0 {
+			return errors.New(`source.retry_delay must not be negative`)
+		}
+		*d = retryDelay(v)
+	case string:
+		p, err := time.ParseDuration(v)
+		if err != nil || p < 0 {
+			return fmt.Errorf(`source.retry_delay %q is not a duration like "10s"`, v)
+		}
+		*d = retryDelay(p)
+	default:
+		return typeError(v)
+	}
+	return nil
+}
+
+// staleTimeout is minutes (60 or "60", as the original pool boy's) or a Go
+// duration ("90m").
+type staleTimeout time.Duration
+
+func (d *staleTimeout) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	var s string
+	switch v := v.(type) {
+	case nil:
+		*d = 0
+		return nil
+	case float64:
+		s = strconv.FormatFloat(v, 'f', -1, 64)
+	case string:
+		s = v
+	default:
+		return typeError(v)
+	}
+	t, err := policy.ParseTimeouts("pool:" + s)
+	if err != nil || strings.Contains(s, ",") {
+		return fmt.Errorf(`source.stale_timeout %q is neither minutes nor a duration like "90m"`, s)
+	}
+	*d = staleTimeout(t["pool"])
+	return nil
+}
+
+// scalar is a string, number or boolean, kept as written: YAML turns
+// `value: 10` into a number, and git takes it as a string anyway.
+type scalar string
+
+func (s *scalar) UnmarshalJSON(b []byte) error {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case nil:
+		*s = ""
+	case string:
+		*s = scalar(v)
+	case json.Number:
+		*s = scalar(v.String())
+	case bool:
+		*s = scalar(strconv.FormatBool(v))
+	default:
+		return typeError(v)
+	}
+	return nil
+}
+
+// typeError lets encoding/json add the field's name to our types' complaints.
+func typeError(v any) error {
+	kind := "object"
+	switch v.(type) {
+	case []any:
+		kind = "array"
+	case bool:
+		kind = "bool"
+	case float64, json.Number:
+		kind = "number"
+	case string:
+		kind = "string"
+	}
+	return &json.UnmarshalTypeError{Value: kind, Type: reflect.TypeFor[string]()}
+}
+
+// decode reads a request. Every error is one line naming the field.
+func decode(stdin io.Reader, req *request) error {
+	data, err := io.ReadAll(io.LimitReader(stdin, 16<<20))
+	if err != nil {
+		return fmt.Errorf("reading the request: %w", err)
+	}
+	if err := json.Unmarshal(data, req); err != nil {
+		return payloadError(err)
+	}
+	return nil
+}
+
+// decodeParams reads params into p (a struct of the script's params).
+func decodeParams(raw json.RawMessage, p any) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(raw, p); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			te.Field = "params." + te.Field
+		}
+		return payloadError(err)
+	}
+	return nil
+}
+
+// expected says what a field must be, for error messages.
+var expected = map[string]string{
+	"source.retry_delay":             `a duration like "10s"`,
+	"source.stale_timeout":           `minutes or a duration like "90m"`,
+	"source.git_config":              "a list of {name, value}",
+	"source.git_config.value":        "a string",
+	"source.https_tunnel":            "an object {proxy_host, proxy_port, proxy_user, proxy_password}",
+	"source.https_tunnel.proxy_port": "a port number",
+	"version":                        `an object {"ref": SHA}`,
+}
+
+func payloadError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return fmt.Errorf("invalid payload: the request must be a JSON object, not %s", te.Value)
+		}
+		want, ok := expected[field]
+		if !ok {
+			want = kindWords(te.Type)
+		}
+		return fmt.Errorf("invalid payload: %s must be %s, not %s", field, want, te.Value)
+	case errors.As(err, &se):
+		return fmt.Errorf("invalid payload: malformed JSON at byte %d: %v", se.Offset, se)
+	}
+	return fmt.Errorf("invalid payload: %v", err)
+}
+
+func kindWords(t reflect.Type) string {
+	if t == nil {
+		return "something else"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "a number"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct, reflect.Map, reflect.Pointer:
+		return "an object"
+	}
+	return t.Kind().String()
+}
+
+// check returns upstream's errors for missing required fields, each on its own
+// line and worded exactly as upstream words them (users search logs for them),
+// and ours for values we cannot use.
+func (s *source) check() []error {
+	var errs []error
+	if s.URI == "" {
+		errs = append(errs, errors.New("invalid payload (missing uri)"))
+	}
+	if s.Branch == "" {
+		errs = append(errs, errors.New("invalid payload (missing branch)"))
+	}
+	if s.Pool == "" {
+		errs = append(errs, errors.New("invalid payload (missing pool)"))
+	} else if err := validPoolName(s.Pool); err != nil {
+		errs = append(errs, err)
+	}
+	if s.HTTPSTunnel != nil && s.HTTPSTunnel.ProxyHost == "" {
+		errs = append(errs, errors.New("invalid payload: source.https_tunnel needs proxy_host"))
+	}
+	for _, c := range s.GitConfig {
+		if c.Name == "" || strings.ContainsAny(c.Name, "\n\x00") {
+			errs = append(errs, errors.New("invalid payload: every source.git_config entry needs a name"))
+			break
+		}
+	}
+	if s.ConcourseUsername != "" && s.ConcourseToken != "" {
+		errs = append(errs, errors.New("invalid payload: give concourse_username and concourse_password, or concourse_token, not both"))
+	}
+	if (s.ConcourseUsername == "") != (s.ConcoursePassword == "") {
+		errs = append(errs, errors.New("invalid payload: concourse_username and concourse_password go together"))
+	}
+	if s.ConcourseURL == "" && (s.ConcourseUsername != "" || s.ConcourseToken != "") {
+		errs = append(errs, errors.New("invalid payload: Concourse credentials given but no concourse_url"))
+	}
+	return errs
+}
+
+// validPoolName accepts a top-level directory of the repository: poolboy's model
+// of a lock repository has pools at the top only.
+func validPoolName(name string) error {
+	bad := strings.ContainsRune(name, '/') || strings.HasPrefix(name, ".") ||
+		strings.ContainsFunc(name, unicode.IsControl)
+	if bad {
+		return fmt.Errorf("invalid payload: pool %q must be the name of a top-level directory of the repository", name)
+	}
+	return nil
+}
+
+func (s *source) retryDelay() time.Duration {
+	if s.RetryDelay <= 0 {
+		return defaultRetryDelay
+	}
+	return time.Duration(s.RetryDelay)
+}
+
+// gitOptions is how gitx reaches the repository.
+func (s *source) gitOptions(depth int) gitx.Options {
+	opts := gitx.Options{
+		URL:    s.URI,
+		Branch: s.Branch,
+		Depth:  depth,
+		Auth: gitx.Auth{
+			Username:             s.Username,
+			Password:             s.Password,
+			PrivateKey:           []byte(s.PrivateKey),
+			PrivateKeyPassphrase: s.PrivateKeyPassphrase,
+			SSHUser:              s.PrivateKeyUser,
+			ForwardAgent:         s.ForwardAgent,
+		},
+		SkipSSLVerify: s.SkipSSLVerification,
+	}
+	for _, c := range s.GitConfig {
+		opts.GitConfig = append(opts.GitConfig, gitx.ConfigEntry{Name: c.Name, Value: string(c.Value)})
+	}
+	if t := s.HTTPSTunnel; t != nil {
+		u := url.URL{Scheme: "http", Host: t.ProxyHost}
+		if t.ProxyPort != "" {
+			u.Host = net.JoinHostPort(t.ProxyHost, string(t.ProxyPort))
+		}
+		if t.ProxyUser != "" {
+			u.User = url.UserPassword(t.ProxyUser, t.ProxyPassword)
+		}
+		opts.HTTPSProxy = u.String()
+	}
+	return opts
+}
+
+// secrets lists what must never be printed.
+func (s *source) secrets() []string {
+	list := []string{s.Password, s.PrivateKeyPassphrase, s.ConcoursePassword, s.ConcourseToken}
+	if s.HTTPSTunnel != nil {
+		p := s.HTTPSTunnel.ProxyPassword
+		list = append(list, p, url.QueryEscape(p), url.PathEscape(p))
+	}
+	for _, raw := range []string{s.URI, s.PrometheusPushGateway, s.ConcourseURL} {
+		if u, err := url.Parse(raw); err == nil {
+			if pw, ok := u.User.Password(); ok && pw != "" {
+				list = append(list, pw, url.QueryEscape(pw), url.PathEscape(pw))
+			}
+		}
+	}
+	for _, l := range strings.Split(s.PrivateKey, "\n") {
+		if l = strings.TrimSpace(l); len(l) >= 8 && !strings.HasPrefix(l, "-----") {
+			list = append(list, l)
+		}
+	}
+	return list
+}
