@@ -49,52 +49,9 @@ func startPushgateway(t testing.TB, bin, addr string) error {
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
 	cmd.Stdout = stderr
-	cmd.WaitDelay = 5 * time.Second
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		_ = killProcessGroup(cmd)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("pushgateway (pid %d) did not exit after kill", cmd.Process.Pid)
-		}
-	}
-
 	client := &http.Client{Timeout: time.Second}
 	ready := "http://" + addr + "/-/ready"
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := probe(client, ready)
-		if err == nil {
-			t.Cleanup(func() {
-				stop()
-				if t.Failed() {
-					t.Logf("pushgateway output:\n%s", stderr.String())
-				}
-			})
-			return nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("%s not ready after 15s: %v\n%s", ready, err, stderr.String())
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("exited early: %v\n%s", waitErr, stderr.String())
-		case <-tick.C:
-		}
-	}
+	return serve(t, "pushgateway", cmd, stderr, 15*time.Second, func() error { return probe(client, ready) }, nil)
 }
 
 func probe(c *http.Client, url string) error {

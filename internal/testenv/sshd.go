@@ -201,61 +201,17 @@ func startSSHD(t testing.TB, sshd, cfg, addr string) error {
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
-	cmd.WaitDelay = 5 * time.Second
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	pid := cmd.Process.Pid
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		// Each connection's sshd calls setsid, so it has left our
-		// process group: note them while they are still our children.
-		children := childPIDs(pid)
-		_ = killProcessGroup(cmd)
-		for _, c := range children {
-			// Killing the connection's sshd closes its socket; the
-			// session it started (git-upload-pack, ...) then ends.
+	// Each connection's sshd calls setsid, so it has left our process group: kill
+	// them by pid. Killing a connection's sshd closes its socket; the session it
+	// started (git-upload-pack, ...) then ends.
+	killSessions := func(pid int) {
+		for _, c := range childPIDs(pid) {
 			if p, err := os.FindProcess(c); err == nil {
 				_ = p.Kill()
 			}
 		}
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("sshd (pid %d) did not exit after kill", pid)
-		}
 	}
-
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := sshBanner(addr)
-		if err == nil {
-			t.Cleanup(func() {
-				stop()
-				if t.Failed() {
-					t.Logf("sshd stderr:\n%s", stderr.String())
-				}
-			})
-			return nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("no SSH banner on %s after 15s: %v\n%s", addr, err, stderr.String())
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("exited early: %v\n%s", waitErr, stderr.String())
-		case <-tick.C:
-		}
-	}
+	return serve(t, "sshd", cmd, stderr, 15*time.Second, func() error { return sshBanner(addr) }, killSessions)
 }
 
 // sshBanner connects to addr and reads the server's identification line,

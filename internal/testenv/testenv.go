@@ -231,53 +231,13 @@ func startDaemon(t testing.TB, root string, port int, addr string) error {
 	cmd.Env = gitEnv(t, nil)
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
-	cmd.WaitDelay = 5 * time.Second
-	// Own process group: the daemon forks a child per connection, and
-	// stopping must take those with it.
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		_ = killProcessGroup(cmd)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("git daemon (pid %d) did not exit after kill", cmd.Process.Pid)
-		}
-	}
-
 	// The probe connects and hangs up, so the daemon logs one harmless
 	// "remote end hung up" line.
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	return serve(t, "git daemon", cmd, stderr, 10*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
 		if err == nil {
 			c.Close()
-			t.Cleanup(func() {
-				stop()
-				if t.Failed() {
-					t.Logf("git daemon stderr:\n%s", stderr.String())
-				}
-			})
-			return nil
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("not accepting on %s after 10s: %v\n%s", addr, err, stderr.String())
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("exited early: %v\n%s", waitErr, stderr.String())
-		case <-tick.C:
-		}
-	}
+		return err
+	}, nil)
 }
