@@ -67,11 +67,11 @@ func (o *options) witness(log *slog.Logger) (reaper.Witness, error) {
 		}
 		cfg.CACertPEM = append(cfg.CACertPEM, pem...)
 	}
-	client, err := concourse.New(cfg)
+	w, err := liveness.Connect(cfg, liveness.Options{Team: team, Log: log})
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return liveness.New(client, liveness.Options{Team: team, WebURL: cfg.URL, Log: log}), nil
+	return w, nil
 }
 
 // parseReapSucceeded reads --reap-on-success: pool names, each one given a timeout.

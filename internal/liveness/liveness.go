@@ -86,6 +86,19 @@ func New(c Client, opts Options) *Witness {
 		resources: map[int]*result[*concourse.BuildResources]{}}
 }
 
+// Connect returns a Witness asking the Concourse cfg describes; build links point
+// at cfg.URL unless opts.WebURL says otherwise.
+func Connect(cfg concourse.Config, opts Options) (*Witness, error) {
+	c, err := concourse.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if opts.WebURL == "" {
+		opts.WebURL = cfg.URL
+	}
+	return New(c, opts), nil
+}
+
 // Evidence returns, by claim commit, what Concourse says about each claim's build.
 // Claims that name no build get no entry: for them only the timeout decides.
 func (w *Witness) Evidence(ctx context.Context, claims []Claim) map[string]*policy.Build {

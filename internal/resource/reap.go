@@ -26,19 +26,19 @@ func (o *outRun) reap(ctx context.Context) (*answer, error) {
 		Log:           log,
 	}
 	if o.src.ConcourseURL != "" {
-		client, err := concourse.New(concourse.Config{
+		w, err := liveness.Connect(concourse.Config{
 			URL:      o.src.ConcourseURL,
 			Username: o.src.ConcourseUsername,
 			Password: o.src.ConcoursePassword,
 			Token:    o.src.ConcourseToken,
 			Logger:   log,
-		})
+		}, liveness.Options{Team: o.src.ConcourseTeam, Log: log})
 		if err != nil {
 			return nil, err
 		}
 		// Only a non-nil Witness goes into the interface: a nil pointer in it would
 		// look like a configured Concourse.
-		cfg.Witness = liveness.New(client, liveness.Options{Team: o.src.ConcourseTeam, WebURL: o.src.ConcourseURL, Log: log})
+		cfg.Witness = w
 	}
 	head, err := o.repo.Head(ctx)
 	if err != nil {
