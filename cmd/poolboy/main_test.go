@@ -18,7 +18,7 @@ import (
 
 // optResource builds the binary and lays out /opt/resource as the image does:
 // check, in and out are links to it.
-func optResource(t *testing.T) string {
+func optResource(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "poolboy")

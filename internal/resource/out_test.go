@@ -100,7 +100,7 @@ func TestWaitingAcquireGetsTheReleasedLock(t *testing.T) {
 	t.Parallel()
 	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
 	log := &logBuffer{}
-	waiting := log.notify("no lock available in pool aws, retrying in 10ms")
+	waiting := log.notify("no lock available in pool aws, retrying in")
 	done := make(chan result)
 	var err error
 	go func() {
