@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,6 +89,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	opts = moveURLPassword(opts)
 	r := &Repo{opts: opts, log: opts.Logger}
 	r.secrets = secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)
 	if err := r.prepareAuth(); err != nil {
@@ -382,6 +384,29 @@ func (r *Repo) clone(ctx context.Context, dir string) error {
 	// Keep the refspec to the one branch so a later plain fetch stays small.
 	_, err = r.Output(ctx, "config", "remote.origin.fetch", "+"+r.ref()+":"+r.ref())
 	return err
+}
+
+// moveURLPassword takes a password written into an http(s) URL out of it and gives
+// it to git through askpass like any other, so that it reaches neither a process
+// argument nor the clone's config. (The caller's own password, if any, wins.)
+func moveURLPassword(opts Options) Options {
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User == nil {
+		return opts
+	}
+	pw, ok := u.User.Password()
+	if !ok {
+		return opts
+	}
+	if opts.Auth.Password == "" {
+		opts.Auth.Password = pw
+	}
+	if opts.Auth.Username == "" {
+		opts.Auth.Username = u.User.Username()
+	}
+	u.User = url.User(u.User.Username())
+	opts.URL = u.String()
+	return opts
 }
 
 // isLocalPath tells a path on this machine from a URL, the way git does: anything

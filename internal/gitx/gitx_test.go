@@ -250,6 +250,12 @@ func TestSecretsStayOutOfArgumentsErrorsAndDisk(t *testing.T) {
 		t.Errorf("key file survives Close: %v", err)
 	}
 
+	// The right password written into the URL: works, and is no argument either.
+	inURL := mustOpen(t, Options{URL: strings.Replace(srv.URL, "://", "://alice:"+password+"@", 1) + "locks.git"})
+	if cfg, _ := inURL.Output(context.Background(), "config", "--get", "remote.origin.url"); strings.Contains(string(cfg), password) {
+		t.Errorf("password stored in the clone's config: %s", cfg)
+	}
+
 	// Wrong password: git's reason is shown, the password is not.
 	wrong := "canary-wrong-91bd"
 	_, err = Open(context.Background(), Options{URL: srv.URL + "locks.git", Auth: Auth{Username: "alice", Password: wrong}})

@@ -2,6 +2,7 @@ package reaper
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"strings"
@@ -83,6 +84,10 @@ func message(l LockReport, now time.Time) string {
 		fmt.Fprintf(&b, "Poolboy-Build-URL: %s\n", oneLine(ev.URL))
 	}
 	fmt.Fprintf(&b, "Poolboy-Decided-At: %s\n", now.UTC().Format(time.RFC3339))
+	// Two reapers freeing the same lock on the same head in the same second would
+	// build identical commits, and the second would take git's "up to date" for its
+	// own reap. A nonce keeps every commit one reaper's own.
+	fmt.Fprintf(&b, "Poolboy-Nonce: %s\n", rand.Text())
 	return b.String()
 }
 

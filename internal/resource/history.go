@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/poolboy-ci/poolboy/internal/gitx"
@@ -68,7 +69,11 @@ func poolIn(snap *pool.Snapshot, name, branch string) (*pool.Pool, error) {
 	if p := snap.Pool(name); p != nil {
 		return p, nil
 	}
-	pools := strings.Join(snap.Names(), ", ")
+	var quoted []string
+	for _, n := range snap.Names() {
+		quoted = append(quoted, strconv.Quote(n))
+	}
+	pools := strings.Join(quoted, ", ")
 	if pools == "" {
 		pools = "none"
 	}

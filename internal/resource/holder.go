@@ -2,6 +2,7 @@ package resource
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"maps"
 	"net/url"
@@ -92,6 +93,11 @@ func (h holder) message(op, lock string, extra ...string) string {
 		b.WriteString(sep + oneLine(t) + "\n")
 		sep = ""
 	}
+	// Two put steps of one build (in_parallel) deciding on the same head in the
+	// same second would otherwise build byte-identical commits, and git answers the
+	// second push "up to date": both steps would think they hold the lock. A nonce
+	// makes every commit ours alone, so "up to date" can only mean our own push.
+	b.WriteString(sep + "Poolboy-Nonce: " + rand.Text() + "\n")
 	return b.String()
 }
 

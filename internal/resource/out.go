@@ -194,7 +194,7 @@ func readStep(dir, param, rel string, withMetadata bool) (step, error) {
 	rel = filepath.ToSlash(rel)
 	name, err := readSmall(root, path.Join(rel, "name"), 4096)
 	if err != nil {
-		return st, fmt.Errorf("could not read the name file of your lock: %v", err)
+		return st, fmt.Errorf("could not read the name file of your lock %q: %s", path.Join(rel, "name"), oneLine(err.Error()))
 	}
 	st.name = strings.TrimSpace(string(name))
 	if err := validLockName(st.name); err != nil {
@@ -443,18 +443,26 @@ func (o *outRun) push(ctx context.Context, parent, commit string) error {
 		return err
 	}
 	// No verdict from git (a dropped connection, a ref lock held by a concurrent
-	// push): the remote's head says what happened.
-	remote, rerr := o.repo.RemoteHead(pctx)
-	switch {
-	case rerr != nil:
+	// push): the remote's history says what happened. Our commit may have landed and
+	// someone else pushed on top already, so "the head is not ours" proves nothing;
+	// whether our commit is in the branch's history does.
+	head, ferr := o.repo.Fetch(pctx)
+	if ferr != nil {
 		return err
-	case remote == commit:
-		_, _ = o.repo.Fetch(pctx) // only brings the mirror up to date; the next fetch would too
+	}
+	if head == commit || o.isAncestor(pctx, commit, head) {
 		return nil
-	case remote != parent:
+	}
+	if head != parent {
 		return fmt.Errorf("%w", gitx.ErrRejected)
 	}
 	return err
+}
+
+// isAncestor says whether commit is in head's history.
+func (o *outRun) isAncestor(ctx context.Context, commit, head string) bool {
+	_, err := o.repo.Output(ctx, "merge-base", "--is-ancestor", commit, head)
+	return err == nil
 }
 
 // giveBack releases a claim pushed after ctx ended, on top of it (fast-forward

@@ -151,7 +151,7 @@ func TestCheck(t *testing.T) {
 
 	var stdout bytes.Buffer
 	err := Check(context.Background(), marshal(t, map[string]any{"source": src(fileURL(bare), "pool", "azure")}), &stdout, &bytes.Buffer{}, envOf(nil))
-	if err == nil || !strings.Contains(err.Error(), `pool "azure" does not exist in branch main (pools there: aws, gpu)`) {
+	if err == nil || !strings.Contains(err.Error(), `pool "azure" does not exist in branch main (pools there: "aws", "gpu")`) {
 		t.Errorf("unknown pool: %v", err)
 	}
 }
