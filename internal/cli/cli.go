@@ -118,7 +118,7 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	flag(f, &o.ccCACert, "concourse-ca-cert", "", "PEM file of a CA to trust for Concourse, on top of the system's", "CONCOURSE_CA_CERT")
 	flag(f, &o.reapSucceeded, "reap-on-success", "", "pools (comma-separated, from --pools) whose locks are freed as soon as their build succeeded, for jobs that never pass locks on", "POOLBOY_REAP_ON_SUCCESS")
 
-	root.AddCommand(statusCmd(o), cleanCmd(o), demoCmd(), resourceCmd(env))
+	root.AddCommand(statusCmd(o), cleanCmd(o), demoCmd(), resourceCmd(env), watchCmd(o))
 	return root
 }
 
@@ -286,7 +286,7 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	if cmd.HasSubCommands() {
-		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, demo, resource)", args[0])}
+		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, demo, resource, watch)", args[0])}
 	}
 	return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.Name(), args[0])}
 }

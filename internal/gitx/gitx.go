@@ -195,8 +195,11 @@ func (r *Repo) Push(ctx context.Context, commit string) error {
 	out, err := r.run(ctx, nil, nil, "push", "--porcelain", "--no-verify", "origin", commit+":"+r.ref())
 	if err != nil {
 		// --porcelain puts the verdict on stdout: "!\tsrc:dst\t[rejected] (fetch first)".
-		if s := string(out); strings.Contains(s, "[rejected]") &&
-			(strings.Contains(s, "fetch first") || strings.Contains(s, "non-fast-forward")) {
+		s := string(out)
+		if strings.Contains(s, "[rejected]") && (strings.Contains(s, "fetch first") || strings.Contains(s, "non-fast-forward")) ||
+			// Two pushes that both passed the fast-forward check: the remote moved the
+			// ref for the other one first, and ours did not land.
+			strings.Contains(s, "[remote rejected]") && strings.Contains(s, "cannot lock ref") {
 			return fmt.Errorf("%w", ErrRejected)
 		}
 		return err

@@ -1,0 +1,146 @@
+package watch
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func fakeEnv(vars map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	}
+}
+
+func TestBadConfigsNameFileLineAndReason(t *testing.T) {
+	env := fakeEnv(map[string]string{"LOCKS_PASSWORD": "pw"})
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", "interval: 1m\nlisten_address: x\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:2: unknown key "listen_address"`},
+		{"unknown repo key", "repos:\n  - name: a\n    uri: /x\n    pool: {aws: 1h}\n",
+			`watch.yaml:4: unknown key "pool" (known here: name, uri, branch`},
+		{"unknown concourse key", "concourse:\n  url: http://ci\n  user: x\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:3: unknown key "user"`},
+		{"missing uri", "repos:\n  - name: a\n    uri: /x\n  - name: b\n    branch: main\n",
+			`watch.yaml:4: repos[1]: repo "b": missing uri`},
+		{"missing name", "repos:\n  - uri: /x\n", `watch.yaml:2: repos[0]: missing name`},
+		{"no repos", "interval: 1m\n", `watch.yaml: repos: no repos`},
+		{"bad pool timeout", "repos:\n  - name: a\n    uri: /x\n    pools:\n      aws: 90m\n      gpu: abc\n",
+			`watch.yaml:6: repos[0].pools.gpu: timeout "abc" is neither minutes nor a duration`},
+		{"negative pool timeout", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: -5}\n",
+			`watch.yaml:4: repos[0].pools.aws: timeout "-5" must be positive`},
+		{"bad interval", "interval: soon\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:1: interval: "soon" is not a positive duration`},
+		{"duplicate pools", "repos:\n  - name: a\n    uri: /x\n    pools:\n      aws: 1h\n      aws: 2h\n",
+			`watch.yaml:6: repos[0].pools.aws: pool given twice (first at line 5)`},
+		{"duplicate repo names", "repos:\n  - name: a\n    uri: /x\n  - name: a\n    uri: /y\n",
+			`watch.yaml:4: repos[1].name: repo name "a" is already used by repos[0]`},
+		{"inline repo password", "repos:\n  - name: a\n    uri: https://git.example.com/locks.git\n    username: bot\n    password: hunter2\n",
+			`watch.yaml:5: repos[0].password: secrets are never written in the config: give password_env`},
+		{"inline concourse token", "concourse:\n  url: http://ci\n  token: abc\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:3: concourse.token: secrets are never written in the config`},
+		{"inline webhook secret", "repos:\n  - name: a\n    uri: /x\n    webhook_secret: abc\n",
+			`watch.yaml:4: repos[0].webhook_secret: secrets are never written`},
+		{"unset secret env", "repos:\n  - name: a\n    uri: /x\n    username: bot\n    password_env: NOPE\n",
+			`watch.yaml:5: repos[0].password_env: environment variable NOPE is not set`},
+		{"both env and file", "repos:\n  - name: a\n    uri: /x\n    password_env: LOCKS_PASSWORD\n    password_file: /p\n",
+			`watch.yaml:5: repos[0].password_file: give password_env or password_file, not both`},
+		{"reap_on_success without timeout", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h}\n    reap_on_success: [aws, gpu]\n",
+			`watch.yaml:5: repos[0].reap_on_success[1]: pool "gpu" has no timeout under pools`},
+		{"bad repo name", "repos:\n  - name: ../etc\n    uri: /x\n", `watch.yaml:2: repos[0].name: "../etc"`},
+		{"concourse without url", "concourse:\n  team: main\nrepos: [{name: a, uri: /x}]\n", `watch.yaml:1: concourse: missing url`},
+		{"bad listen", "listen: 9090\nrepos: [{name: a, uri: /x}]\n", `watch.yaml:1: listen: "9090" is not host:port`},
+		{"syntax error", "repos:\n  - name: a\n   uri: /x\n", `watch.yaml:1: did not find expected '-' indicator`}, // yaml's line: where the sequence's context starts
+		{"wrong type", "repos:\n  name: a\n", `watch.yaml:2: cannot unmarshal`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("watch.yaml", []byte(c.yaml), env)
+			if err == nil {
+				t.Fatalf("no error for:\n%s", c.yaml)
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Errorf("error %T, want *ConfigError", err)
+			}
+			if !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("error:\n  %s\nwant it to start with:\n  %s", err, c.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error shows the secret: %s", err)
+			}
+		})
+	}
+}
+
+func TestLoadNamesAMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Load(path, fakeEnv(nil))
+	if err == nil || !strings.HasPrefix(err.Error(), path+": ") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// The complete example of docs/watch.md loads, with every secret resolved.
+func TestTheDocumentedExampleLoads(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/watch.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("no yaml block in docs/watch.md")
+	}
+	cfg, err := Parse("watch.yaml", m[1], func(name string) (string, bool) { return "secret-of-" + name, true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9090" || cfg.Interval != time.Minute || cfg.CacheDir != "/var/lib/poolboy" {
+		t.Errorf("top level: %+v", cfg)
+	}
+	if cfg.Concourse == nil || cfg.Concourse.Client.Password != "secret-of-CONCOURSE_PASSWORD" {
+		t.Errorf("concourse: %+v", cfg.Concourse)
+	}
+	if len(cfg.Repos) < 2 {
+		t.Fatalf("repos: %+v", cfg.Repos)
+	}
+	r := cfg.Repos[0]
+	if r.Timeouts["aws"] != 90*time.Minute || r.Timeouts["gpu"] != 2*time.Hour || !r.ReapOnSuccess["aws"] ||
+		string(r.WebhookSecret) == "" || len(r.Auth.PrivateKey) == 0 {
+		t.Errorf("repo 0: %+v", r)
+	}
+	if cfg.Repos[1].Timeouts["worker_pool"] != time.Hour || cfg.Repos[1].Auth.Password == "" {
+		t.Errorf("repo 1 (a bare number is minutes): %+v", cfg.Repos[1])
+	}
+}
+
+func TestSecretsFromFilesAndDefaults(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	y := "repos:\n  - name: a\n    uri: https://git.example.com/l.git\n    username: bot\n    password_file: " + pw +
+		"\n    webhook_secret_file: " + pw + "\n"
+	cfg, err := Parse("w.yaml", []byte(y), fakeEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Repos[0]
+	if r.Auth.Password != "s3cret" || string(r.WebhookSecret) != "s3cret" {
+		t.Errorf("secrets from files: %+v", r)
+	}
+	if cfg.Listen != DefaultListen || cfg.Interval != DefaultInterval || cfg.CacheDir == "" || cfg.Concourse != nil {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
