@@ -13,6 +13,7 @@ declare -A needs=(
   [ssh-keygen]=openssh-client
   [sshd]=openssh-server # the SSH remote tests' server (internal/testenv.SSHD)
   [prometheus-pushgateway]=prometheus-pushgateway # the metrics tests' gateway
+  [chromium]=chromium # the status page test's headless browser (internal/testenv.Chromium)
 )
 # have CMD: CMD is installed. sshd lives in /usr/sbin, which a normal
 # user's PATH usually lacks.
@@ -20,6 +21,7 @@ have() {
   command -v "$1" >/dev/null 2>&1 && return 0
   case "$1" in
   sshd) [ -x /usr/sbin/sshd ] ;;
+  chromium) [ -x /usr/bin/chromium ] ;;
   *) return 1 ;;
   esac
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -66,6 +67,8 @@ type options struct {
 	flyTarget, ccTeam, ccCACert        string
 	ccInsecure                         bool
 	reapSucceeded                      string
+
+	pushURL string // --pushgateway-url
 }
 
 func newRoot(stdout, stderr io.Writer, env Env) *cobra.Command {
@@ -116,6 +119,7 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	f.BoolVar(&o.ccInsecure, "concourse-insecure", false, "do not verify Concourse's TLS certificate")
 	annotate(f, "concourse-insecure", "CONCOURSE_INSECURE")
 	flag(f, &o.ccCACert, "concourse-ca-cert", "", "PEM file of a CA to trust for Concourse, on top of the system's", "CONCOURSE_CA_CERT")
+	flag(f, &o.pushURL, "pushgateway-url", "", "after the run, push its metrics (the watch daemon's poolboy_* families) to this Prometheus Pushgateway, job poolboy, grouping key repo; user:password@ in it is sent as basic auth", "POOLBOY_PUSHGATEWAY_URL")
 	flag(f, &o.reapSucceeded, "reap-on-success", "", "pools (comma-separated, from --pools) whose locks are freed as soon as their build succeeded, for jobs that never pass locks on", "POOLBOY_REAP_ON_SUCCESS")
 
 	root.AddCommand(statusCmd(o), cleanCmd(o), demoCmd(), resourceCmd(env), watchCmd(o))
@@ -227,7 +231,9 @@ func statusCmd(o *options) *cobra.Command {
 		Use:   "status",
 		Short: "Report every pool: who holds each lock, since when, and whether it is stale",
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			var doc *report.Doc
+			defer o.pushAfter(cmd.Context(), cmd.ErrOrStderr(), time.Now(), &doc, &err)()
 			repo, cfg, err := o.setup(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -237,7 +243,9 @@ func statusCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.render(cmd.OutOrStdout(), report.Build(repo.URL(), repo.Branch(), rep, nil))
+			d := report.Build(repo.URL(), repo.Branch(), rep, nil)
+			doc = &d
+			return o.render(cmd.OutOrStdout(), d)
 		},
 	}
 }
@@ -253,7 +261,9 @@ unclaimed/, one commit per lock ("unclaiming: LOCK", with the reason and trailer
 pushed fast-forward only. When someone else pushes first, it fetches and decides
 again from the new state. Pools without a timeout are never touched.`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			var doc *report.Doc
+			defer o.pushAfter(cmd.Context(), cmd.ErrOrStderr(), time.Now(), &doc, &err)()
 			if attempts < 1 {
 				return usageError{fmt.Errorf("--max-attempts %d: must be at least 1", attempts)}
 			}
@@ -270,7 +280,9 @@ again from the new state. Pools without a timeout are never touched.`,
 			if err != nil {
 				return err
 			}
-			return o.render(cmd.OutOrStdout(), report.Build(repo.URL(), repo.Branch(), res.Report, res))
+			d := report.Build(repo.URL(), repo.Branch(), res.Report, res)
+			doc = &d
+			return o.render(cmd.OutOrStdout(), d)
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "decide and show what would be freed, push nothing")

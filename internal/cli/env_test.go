@@ -202,6 +202,11 @@ func envCases() []envCase {
 			check: func(t *testing.T, e *envFixture, res result) {
 				wantCode(t, res, 0, "level=DEBUG")
 			}},
+		{name: "POOLBOY_PUSHGATEWAY_URL", env: file("POOLBOY_PUSHGATEWAY_URL", "http://127.0.0.1:1"), args: args("status"),
+			check: func(t *testing.T, e *envFixture, res result) {
+				// Nothing listens there: the push is tried, warned about, and the run succeeds.
+				wantCode(t, res, 0, "poolboy: warning: metrics not pushed: metrics: push to http://127.0.0.1:1:")
+			}},
 		{name: "POOLBOY_DEPTH invalid", env: file("POOLBOY_DEPTH", "-1"), args: args("status"),
 			check: func(t *testing.T, e *envFixture, res result) { wantCode(t, res, cli.ExitUsage, "--depth -1") }},
 		{name: "POOLBOY_CACHE_DIR and POOLBOY_DEPTH", net: true,
@@ -258,6 +263,15 @@ func envCases() []envCase {
 			}},
 		{name: "--output over POOLBOY_OUTPUT", env: file("POOLBOY_OUTPUT", "json"), args: args("status", "--output", "text"),
 			check: func(t *testing.T, e *envFixture, res result) { isText(t, res) }},
+		{name: "--pushgateway-url over POOLBOY_PUSHGATEWAY_URL", env: file("POOLBOY_PUSHGATEWAY_URL", "http://127.0.0.1:1"),
+			args: args("clean", "--pools", "aws:1h", "--pushgateway-url", "http://127.0.0.1:9"),
+			check: func(t *testing.T, e *envFixture, res result) {
+				wantCode(t, res, 0, "metrics: push to http://127.0.0.1:9:")
+				if strings.Contains(res.stderr, "127.0.0.1:1:") {
+					t.Errorf("pushed to POOLBOY_PUSHGATEWAY_URL: %s", res)
+				}
+				e.cleaned(t)
+			}},
 		{name: "--dry-run=false over POOLBOY_DRY_RUN", env: file("POOLBOY_DRY_RUN", "true"), args: args("clean", "--pools", "aws:1h", "--dry-run=false"),
 			check: func(t *testing.T, e *envFixture, res result) { wantCode(t, res, 0, "cleaned 1 lock"); e.cleaned(t) }},
 		{name: "--max-attempts over POOLBOY_MAX_ATTEMPTS", env: file("POOLBOY_MAX_ATTEMPTS", "0"), args: args("clean", "--pools", "aws:1h", "--max-attempts", "1"),

@@ -247,14 +247,13 @@ func (w *worker) cycle(ctx context.Context) (err error) {
 
 	end := w.d.now()
 	m := w.d.metrics
-	m.cycleTime.WithLabelValues(w.cfg.Name).Observe(end.Sub(start).Seconds())
-	m.cycles.WithLabelValues(w.cfg.Name, outcome(err)).Inc()
+	m.CycleDone(w.cfg.Name, start, end, outcome(err))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.running, w.lastEnd = false, end
 	w.cycles++
 	for _, r := range reaps {
-		m.reaps.WithLabelValues(w.cfg.Name, r.Pool, r.Rule).Inc()
+		m.Reaped(w.cfg.Name, r.Pool, r.Rule)
 		if len(w.reaps) == cap(w.reaps) {
 			copy(w.reaps, w.reaps[1:])
 			w.reaps = w.reaps[:len(w.reaps)-1]
@@ -266,7 +265,7 @@ func (w *worker) cycle(ctx context.Context) (err error) {
 		return err
 	}
 	w.lastErr, w.lastOK, w.doc = "", end, doc
-	m.lastSuccess.WithLabelValues(w.cfg.Name).Set(sinceUnix(end))
+	m.Observe(w.cfg.Name, *doc)
 	return nil
 }
 

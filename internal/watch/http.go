@@ -39,6 +39,7 @@ func (d *Daemon) Handler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{Registry: d.metrics.reg}))
 	mux.HandleFunc("GET /api/pools", d.servePools)
+	mux.HandleFunc("GET /{$}", d.servePage)
 	mux.HandleFunc("POST /webhook/{repo}", d.serveWebhook)
 	return mux
 }
