@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,17 +135,20 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.m.mu.Unlock()
 	for repo, doc := range c.m.docs {
 		for _, p := range doc.Pools {
-			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Claimed), repo, p.Name, "claimed")
-			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Unclaimed), repo, p.Name, "unclaimed")
-			ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, float64(p.Stale), repo, p.Name)
+			// Pool names come from the repository: one that is not UTF-8 must not
+			// fail the whole scrape.
+			pool := strings.ToValidUTF8(p.Name, "\uFFFD")
+			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Claimed), repo, pool, "claimed")
+			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Unclaimed), repo, pool, "unclaimed")
+			ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, float64(p.Stale), repo, pool)
 			if p.TimeoutSeconds != nil {
-				ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.GaugeValue, float64(*p.TimeoutSeconds), repo, p.Name)
+				ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.GaugeValue, float64(*p.TimeoutSeconds), repo, pool)
 			}
 			for _, l := range p.Locks {
 				if l.ClaimedAt == nil {
 					continue
 				}
-				ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, now.Sub(*l.ClaimedAt).Seconds(), repo, p.Name, l.Name)
+				ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, now.Sub(*l.ClaimedAt).Seconds(), repo, pool, l.Name)
 			}
 		}
 	}

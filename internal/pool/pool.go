@@ -161,6 +161,9 @@ func Parse(commit string, lsTree []byte) (*Snapshot, error) {
 	}
 	s := &Snapshot{Commit: commit}
 	for _, p := range pools {
+		if err := ValidName(p.Name); err != nil {
+			p.problem("", p.Name, "not a valid pool name: "+strings.TrimPrefix(err.Error(), "lock name "))
+		}
 		for _, state := range []string{"claimed", "unclaimed"} {
 			isDir, present := hasDir[p.Name+"/"+state]
 			switch {

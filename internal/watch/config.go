@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -337,6 +338,8 @@ func (l *loader) repo(path string, rr rawRepo) (Repo, error) {
 		return r, l.errf(path, "repo %q: missing uri", rr.Name)
 	case strings.HasPrefix(rr.URI, "-"):
 		return r, l.errf(path+".uri", "%q must not start with '-'", rr.URI)
+	case hasURLPassword(rr.URI):
+		return r, l.errf(path+".uri", "secrets are never written in the config: take the password out of the uri and give password_env or password_file")
 	case strings.HasPrefix(rr.Branch, "-"):
 		return r, l.errf(path+".branch", "%q must not start with '-'", rr.Branch)
 	}
@@ -435,11 +438,12 @@ func (l *loader) secret(path, key, envName, file string) (string, error) {
 		return "", l.errf(path+"."+key+"_file", "give %s_env or %s_file, not both", key, key)
 	case envName != "":
 		v, ok := l.env(envName)
+		v = strings.TrimSuffix(strings.TrimSuffix(v, "\n"), "\r")
 		if !ok || v == "" {
-			return "", l.errf(path+"."+key+"_env", "environment variable %s is not set", envName)
+			return "", l.errf(path+"."+key+"_env", "environment variable %s is not set or empty", envName)
 		}
 		l.used = append(l.used, envName)
-		return strings.TrimRight(v, "\r\n"), nil
+		return v, nil
 	case file != "":
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -461,4 +465,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// hasURLPassword says whether uri carries "user:password@".
+func hasURLPassword(uri string) bool {
+	u, err := url.Parse(uri)
+	if err != nil || u.User == nil {
+		return false
+	}
+	_, ok := u.User.Password()
+	return ok
 }

@@ -195,6 +195,11 @@ func (w *worker) run(ctx context.Context) {
 		case <-timer.C:
 		case <-w.trigger:
 		}
+		// select picks at random among ready cases: a timer or trigger that was ready
+		// together with the cancellation must not start a cycle after it.
+		if ctx.Err() != nil {
+			return
+		}
 		err := w.cycle(ctx)
 		if ctx.Err() != nil {
 			if err != nil {

@@ -22,7 +22,7 @@ import (
 const APISchema = "poolboy.watch/v1"
 
 // maxWebhookBody bounds a webhook payload (push payloads are far smaller).
-const maxWebhookBody = 10 << 20
+const maxWebhookBody = 1 << 20
 
 // Handler serves /healthz, /readyz, /metrics, /api/pools and /webhook/NAME.
 func (d *Daemon) Handler() http.Handler {
@@ -108,6 +108,13 @@ func (d *Daemon) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	if wk.cfg.WebhookSecret == nil {
 		http.Error(w, fmt.Sprintf("repo %q has no webhook (give it webhook_secret_env or webhook_secret_file)", name), http.StatusNotFound)
+		return
+	}
+	// Refuse an unsigned request before reading its body.
+	if r.Header.Get("X-Gitlab-Token") == "" && r.Header.Get("X-Gitea-Signature") == "" && r.Header.Get("X-Hub-Signature-256") == "" {
+		_, err := verify(r.Header, nil, wk.cfg.WebhookSecret)
+		d.log.Warn("webhook refused", "repo", name, "remote", r.RemoteAddr, "reason", err)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
