@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/metrics"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
 	"github.com/poolboy-ci/poolboy/internal/report"
@@ -178,6 +179,11 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 	}
 	if o.depth < 0 {
 		return nil, cfg, usageError{fmt.Errorf("--depth %d: must be 0 or more", o.depth)}
+	}
+	if o.pushURL != "" {
+		if err := metrics.CheckGateway(o.pushURL); err != nil {
+			return nil, cfg, usageError{fmt.Errorf("--pushgateway-url: %w", err)}
+		}
 	}
 	if strings.HasPrefix(o.repo, "-") {
 		return nil, cfg, usageError{fmt.Errorf("--repo %q must not start with '-'", o.repo)}

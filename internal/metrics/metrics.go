@@ -128,6 +128,13 @@ func Push(ctx context.Context, gatewayURL string, m Measurement) error {
 	return nil
 }
 
+// CheckGateway says what is wrong with a push gateway URL, without contacting it,
+// so a bad one is bad usage before any work is done.
+func CheckGateway(raw string) error {
+	_, _, _, err := parseGateway(raw)
+	return err
+}
+
 // parseGateway splits the user information off the gateway URL.
 func parseGateway(raw string) (base string, user *url.Userinfo, pass string, err error) {
 	raw = strings.TrimSpace(raw)

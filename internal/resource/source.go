@@ -202,8 +202,8 @@ func decodeParams(raw json.RawMessage, p any) error {
 	}
 	if err := json.Unmarshal(raw, p); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			te.Field = "params." + te.Field
+		if errors.As(err, &te) {
+			te.Field = strings.TrimSuffix("params."+te.Field, ".")
 		}
 		return payloadError(err)
 	}

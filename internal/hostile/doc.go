@@ -1,0 +1,2 @@
+// Package hostile holds the hostile-input and secret-canary catalogue tests.
+package hostile
