@@ -4,49 +4,24 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/pool"
 )
 
 // commitFrees makes one commit per lock on top of parent, each moving the lock's
-// file from claimed/ to unclaimed/ unchanged (same blob, same mode), through a
-// private index file: no work tree, so no lock content is ever read or written.
+// file from claimed/ to unclaimed/ unchanged (same blob, same mode).
 func commitFrees(ctx context.Context, repo Repo, parent string, locks []LockReport, now time.Time) ([]Freed, error) {
-	idx, err := os.CreateTemp("", "poolboy-index-")
-	if err != nil {
-		return nil, err
-	}
-	idx.Close()
-	os.Remove(idx.Name()) // git wants to create it; we only want a private name
-	defer os.Remove(idx.Name())
-	env := []string{"GIT_INDEX_FILE=" + idx.Name()}
-
-	if _, err := repo.Input(ctx, nil, env, "read-tree", parent); err != nil {
-		return nil, err
-	}
 	var freed []Freed
 	for _, l := range locks {
-		from, to := l.lock, l.lock
-		to.Claimed = false
-		zero := strings.Repeat("0", len(from.Blob))
-		info := fmt.Sprintf("0 %s\t%s\x00%s %s\t%s\x00", zero, from.Path(), from.Mode, from.Blob, to.Path())
-		if _, err := repo.Input(ctx, strings.NewReader(info), env, "update-index", "-z", "--index-info"); err != nil {
-			return nil, err
-		}
-		tree, err := repo.Input(ctx, nil, env, "write-tree")
+		commit, err := pool.Commit(ctx, repo, parent, pool.Move(l.lock, false), message(l, now))
 		if err != nil {
 			return nil, err
 		}
-		out, err := repo.Input(ctx, strings.NewReader(message(l, now)), nil,
-			"commit-tree", strings.TrimSpace(string(tree)), "-p", parent, "-F", "-")
-		if err != nil {
-			return nil, err
-		}
-		parent = strings.TrimSpace(string(out))
-		freed = append(freed, Freed{LockReport: l, Commit: parent})
+		parent = commit
+		freed = append(freed, Freed{LockReport: l, Commit: commit})
 	}
 	return freed, nil
 }

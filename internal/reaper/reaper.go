@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -32,8 +31,8 @@ import (
 // Repo is the part of a git mirror the reaper needs (gitx.Repo is the real one).
 type Repo interface {
 	pool.Git
+	pool.Writer
 	claims.Git
-	Input(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error)
 	Head(ctx context.Context) (string, error)
 	Fetch(ctx context.Context) (string, error)
 	Deepen(ctx context.Context) error

@@ -104,9 +104,9 @@ type plan struct {
 	lock  string
 	wait  string // nothing is possible yet, and why
 	done  bool   // nothing to commit: the answer is the head
-	edits []edit
+	edits []pool.Edit
 	msg   string
-	undo  []edit // for a claim: the edits that give the lock back (see push)
+	undo  []pool.Edit // for a claim: the edits that give the lock back (see push)
 }
 
 type decider func(ctx context.Context, head string, p *pool.Pool) (plan, error)
@@ -311,7 +311,7 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 			}
 			continue
 		}
-		commit, err := commitEdits(ctx, o.repo, head, pl.edits, pl.msg)
+		commit, err := pool.Commit(ctx, o.repo, head, pl.edits, pl.msg)
 		if err != nil {
 			return nil, err
 		}
@@ -473,7 +473,7 @@ func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
 	defer cancel()
 	msg := o.holder.message("unclaiming", pl.lock, "Poolboy-Claim-Commit: "+claim)
-	c, err := commitEdits(bg, o.repo, claim, pl.undo, msg)
+	c, err := pool.Commit(bg, o.repo, claim, pl.undo, msg)
 	if err == nil {
 		err = o.repo.Push(bg, c)
 	}
@@ -539,8 +539,8 @@ func (o *outRun) claimPlan(l pool.Lock) plan {
 	claimed.Claimed = true
 	return plan{
 		lock:  l.Name,
-		edits: move(l, true),
-		undo:  move(claimed, false),
+		edits: pool.Move(l, true),
+		undo:  pool.Move(claimed, false),
 		msg:   o.holder.message("claiming", l.Name),
 	}
 }
@@ -598,7 +598,7 @@ func (o *outRun) releasePlan(l pool.Lock, claim string) plan {
 	if claim != "" {
 		extra = append(extra, "Poolboy-Claim-Commit: "+claim)
 	}
-	return plan{lock: l.Name, edits: move(l, false), msg: o.holder.message("unclaiming", l.Name, extra...)}
+	return plan{lock: l.Name, edits: pool.Move(l, false), msg: o.holder.message("unclaiming", l.Name, extra...)}
 }
 
 // add adds a new lock, refusing a name the pool already has (upstream would
@@ -613,7 +613,7 @@ func (o *outRun) add(p *pool.Pool, claimed bool) (plan, error) {
 	}
 	return plan{
 		lock:  o.step.name,
-		edits: []edit{{path: pool.LockPath(p.Name, o.step.name, claimed), mode: "100644", blob: o.step.blob}},
+		edits: []pool.Edit{{Path: pool.LockPath(p.Name, o.step.name, claimed), Mode: "100644", Blob: o.step.blob}},
 		msg:   o.holder.message("adding "+state(claimed), o.step.name),
 	}, nil
 }
@@ -629,7 +629,7 @@ func (o *outRun) remove(ctx context.Context, head string, p *pool.Pool) (plan, e
 	case !l.Claimed:
 		return plan{}, fmt.Errorf("lock %q in pool %q is not claimed: the pool resource removes only claimed locks (claim it first)", l.Name, p.Name)
 	}
-	return plan{lock: l.Name, edits: []edit{{path: l.Path()}}, msg: o.holder.message("removing", l.Name)}, nil
+	return plan{lock: l.Name, edits: []pool.Edit{{Path: l.Path()}}, msg: o.holder.message("removing", l.Name)}, nil
 }
 
 // update replaces an unclaimed lock's metadata, waiting while the lock is claimed,
@@ -645,12 +645,12 @@ func (o *outRun) update(ctx context.Context, head string, p *pool.Pool) (plan, e
 		fmt.Fprintf(o.log, "lock %s already has this metadata; nothing to update\n", l.Name)
 		return plan{lock: l.Name, done: true}, nil
 	case found:
-		return plan{lock: l.Name, edits: []edit{{path: l.Path(), mode: l.Mode, blob: o.step.blob}},
+		return plan{lock: l.Name, edits: []pool.Edit{{Path: l.Path(), Mode: l.Mode, Blob: o.step.blob}},
 			msg: o.holder.message("updating", l.Name)}, nil
 	}
 	return plan{
 		lock:  o.step.name,
-		edits: []edit{{path: pool.LockPath(p.Name, o.step.name, false), mode: "100644", blob: o.step.blob}},
+		edits: []pool.Edit{{Path: pool.LockPath(p.Name, o.step.name, false), Mode: "100644", Blob: o.step.blob}},
 		msg:   o.holder.message("adding unclaimed", o.step.name),
 	}, nil
 }
