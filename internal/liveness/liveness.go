@@ -67,6 +67,18 @@ type result[T any] struct {
 	err  error
 }
 
+// lookup returns the cache entry for key, adding an empty one on first use.
+func lookup[K comparable, T any](mu *sync.Mutex, cache map[K]*result[T], key K) *result[T] {
+	mu.Lock()
+	defer mu.Unlock()
+	r, ok := cache[key]
+	if !ok {
+		r = &result[T]{}
+		cache[key] = r
+	}
+	return r
+}
+
 // New returns a Witness asking c.
 func New(c Client, opts Options) *Witness {
 	if opts.Team == "" {
@@ -165,13 +177,7 @@ func (w *Witness) build(ctx context.Context, sem chan struct{}, o commitmsg.Owne
 	if !o.IsOneOff() {
 		key = strings.Join([]string{team, o.Pipeline, o.VarsJSON(), o.Job, o.Build}, "\x00")
 	}
-	w.mu.Lock()
-	r, ok := w.builds[key]
-	if !ok {
-		r = &result[*concourse.Build]{}
-		w.builds[key] = r
-	}
-	w.mu.Unlock()
+	r := lookup(&w.mu, w.builds, key)
 	r.once.Do(func() {
 		r.err = w.request(ctx, sem, func() error {
 			var err error
@@ -230,13 +236,7 @@ func (w *Witness) handoff(ctx context.Context, sem chan struct{}, b *concourse.B
 }
 
 func (w *Witness) buildResources(ctx context.Context, sem chan struct{}, id int) (*concourse.BuildResources, error) {
-	w.mu.Lock()
-	r, ok := w.resources[id]
-	if !ok {
-		r = &result[*concourse.BuildResources]{}
-		w.resources[id] = r
-	}
-	w.mu.Unlock()
+	r := lookup(&w.mu, w.resources, id)
 	r.once.Do(func() {
 		r.err = w.request(ctx, sem, func() error {
 			var err error
