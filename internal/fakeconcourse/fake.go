@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -353,6 +354,23 @@ func (s *Server) SetStatus(id int, status string) {
 		}
 	}
 	b.status = status
+}
+
+// AddOutput records that a put step of the build produced version v, as the
+// ATC does when the step finishes: the build's resources list it as an output
+// from then on, and the resource has the version.
+func (s *Server) AddOutput(id int, v Version) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.builds[id]
+	if b == nil || b.pipe == nil {
+		s.t.Errorf("fakeconcourse: AddOutput(%d): no such build, or a one-off build (no pipeline)", id)
+		return
+	}
+	s.ensureVersionLocked(b.pipe, v)
+	if !slices.Contains(b.outputs, v) {
+		b.outputs = append(b.outputs, v)
+	}
 }
 
 // DeletePipeline deletes a pipeline (vars nil: the non-instanced one) with

@@ -773,3 +773,26 @@ func TestDelayCancelledByCaller(t *testing.T) {
 		t.Fatal("handler still waiting")
 	}
 }
+
+// A put step's version becomes an output of its running build once the step
+// finishes; before that the build's resources do not list it.
+func TestAddOutputOfARunningBuild(t *testing.T) {
+	s := newFake(t)
+	tok := bearer(s.Token("alice"))
+	const x = "3333333333333333333333333333333333333333"
+	a := s.AddBuild(Build{Team: "main", Pipeline: "p", Job: "claim", Status: "started"})
+	path := fmt.Sprintf("/api/v1/builds/%d/resources", a)
+	if r := get(t, s, path, tok); strings.TrimSpace(r.body) != `{"inputs":[],"outputs":[]}` {
+		t.Fatalf("before the put: %s", r.body)
+	}
+	s.AddOutput(a, Version{"locks", x})
+	s.AddOutput(a, Version{"locks", x}) // recorded once
+	want := `{"inputs":[],"outputs":[{"name":"locks","version":{"ref":"` + x + `"}}]}`
+	if r := get(t, s, path, tok); strings.TrimSpace(r.body) != want {
+		t.Errorf("after the put: %s, want %s", r.body, want)
+	}
+	r := get(t, s, "/api/v1/teams/main/pipelines/p/resources/locks/versions?filter=ref:"+x, tok)
+	if !strings.Contains(r.body, x) {
+		t.Errorf("the version is not listed: %s", r.body)
+	}
+}

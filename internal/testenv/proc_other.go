@@ -6,4 +6,4 @@ import "os/exec"
 
 func setProcessGroup(cmd *exec.Cmd) {}
 
-func killProcessGroup(cmd *exec.Cmd) error { return cmd.Process.Kill() }
+func signalProcessGroup(cmd *exec.Cmd, graceful bool) error { return cmd.Process.Kill() }

@@ -8,11 +8,16 @@ import (
 )
 
 // setProcessGroup puts the child in its own process group so
-// killProcessGroup reaches the children it forks too.
+// signalProcessGroup reaches the children it forks too.
 func setProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
-func killProcessGroup(cmd *exec.Cmd) error {
-	return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+// signalProcessGroup sends SIGTERM (graceful) or SIGKILL to the child's group.
+func signalProcessGroup(cmd *exec.Cmd, graceful bool) error {
+	sig := syscall.SIGKILL
+	if graceful {
+		sig = syscall.SIGTERM
+	}
+	return syscall.Kill(-cmd.Process.Pid, sig)
 }

@@ -51,7 +51,8 @@ func startPushgateway(t testing.TB, bin, addr string) error {
 	cmd.Stdout = stderr
 	client := &http.Client{Timeout: time.Second}
 	ready := "http://" + addr + "/-/ready"
-	return serve(t, "pushgateway", cmd, stderr, 15*time.Second, func() error { return probe(client, ready) }, nil)
+	_, err := serve(t, "pushgateway", cmd, stderr, 15*time.Second, func() error { return probe(client, ready) }, nil)
+	return err
 }
 
 func probe(c *http.Client, url string) error {

@@ -211,7 +211,8 @@ func startSSHD(t testing.TB, sshd, cfg, addr string) error {
 			}
 		}
 	}
-	return serve(t, "sshd", cmd, stderr, 15*time.Second, func() error { return sshBanner(addr) }, killSessions)
+	_, err := serve(t, "sshd", cmd, stderr, 15*time.Second, func() error { return sshBanner(addr) }, killSessions)
+	return err
 }
 
 // sshBanner connects to addr and reads the server's identification line,

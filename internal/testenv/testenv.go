@@ -196,48 +196,90 @@ func (b *lockedBuffer) String() string {
 // URL "git://127.0.0.1:PORT/"; root/locks.git is then base+"locks.git".
 func GitDaemon(t testing.TB, root string) string {
 	t.Helper()
+	return StartGitDaemon(t, root).URL
+}
+
+// GitDaemonServer is a `git daemon` started by StartGitDaemon, which tests
+// can stop and start again on the same address, as a server restart would.
+type GitDaemonServer struct {
+	// URL is the base URL "git://127.0.0.1:PORT/".
+	URL string
+
+	t    testing.TB
+	root string
+	port int
+
+	mu   sync.Mutex
+	stop func(graceful bool) // nil while stopped
+}
+
+// StartGitDaemon is GitDaemon, returning the server so it can be restarted.
+func StartGitDaemon(t testing.TB, root string) *GitDaemonServer {
+	t.Helper()
 	gitExecPath(t, "git-daemon")
 	root, err := filepath.Abs(root)
 	if err != nil {
 		t.Fatalf("abs %q: %v", root, err)
 	}
+	s := &GitDaemonServer{t: t, root: root}
 	// FreePort releases the port before the daemon binds it; if someone
 	// else grabs it in between the daemon exits, and we retry on a new one.
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port := FreePort(t)
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if lastErr = startDaemon(t, root, port, addr); lastErr == nil {
-			return fmt.Sprintf("git://%s/", addr)
+		s.port = FreePort(t)
+		if lastErr = s.Start(); lastErr == nil {
+			s.URL = fmt.Sprintf("git://127.0.0.1:%d/", s.port)
+			return s
 		}
 	}
 	t.Fatalf("git daemon did not start: %v", lastErr)
-	return ""
+	return nil
 }
 
-// startDaemon starts one git daemon and polls until it accepts connections.
-// On success the daemon is stopped at cleanup; on failure it is already gone.
-func startDaemon(t testing.TB, root string, port int, addr string) error {
-	t.Helper()
-	cmd := exec.Command(RequireCommand(t, "git"), "daemon",
+// Stop stops the daemon with SIGTERM to it and to the processes serving
+// connections (a push in flight ends; git removes its ref lock files on
+// SIGTERM), and waits until they have exited. Stopping a stopped daemon is a
+// no-op.
+func (s *GitDaemonServer) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		s.stop(true)
+		s.stop = nil
+	}
+}
+
+// Start starts the daemon again on its port and waits until it accepts
+// connections; a running daemon is left alone. It fails when the port was
+// taken meanwhile.
+func (s *GitDaemonServer) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		return nil
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", s.port)
+	cmd := exec.Command(RequireCommand(s.t, "git"), "daemon",
 		"--export-all",
 		"--enable=receive-pack",
 		"--reuseaddr",
 		"--informative-errors",
 		"--listen=127.0.0.1",
-		fmt.Sprintf("--port=%d", port),
-		"--base-path="+root,
+		fmt.Sprintf("--port=%d", s.port),
+		"--base-path="+s.root,
 	)
-	cmd.Env = gitEnv(t, nil)
+	cmd.Env = gitEnv(s.t, nil)
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
 	// The probe connects and hangs up, so the daemon logs one harmless
 	// "remote end hung up" line.
-	return serve(t, "git daemon", cmd, stderr, 10*time.Second, func() error {
+	stop, err := serve(s.t, "git daemon", cmd, stderr, 10*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
 		if err == nil {
 			c.Close()
 		}
 		return err
 	}, nil)
+	s.stop = stop
+	return err
 }

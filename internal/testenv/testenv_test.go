@@ -276,3 +276,28 @@ func TestGitHTTPNoAuthAndCleanup(t *testing.T) {
 		t.Fatalf("HTTP server still accepting on %s after cleanup", addr)
 	}
 }
+
+// A stopped daemon refuses connections; started again, it serves the same
+// repositories on the same URL.
+func TestGitDaemonStopAndRestart(t *testing.T) {
+	root := t.TempDir()
+	newBare(t, root, "locks.git")
+	s := StartGitDaemon(t, root)
+	url := s.URL + "locks.git"
+	seed(t, url, nil)
+	head := Git(t, "", "ls-remote", url, "refs/heads/main")
+	s.Stop()
+	s.Stop() // no-op
+	if _, errOut, err := runGit(t, "", nil, "ls-remote", url); err == nil || !strings.Contains(errOut, "Connection refused") {
+		t.Fatalf("ls-remote against a stopped daemon: err=%v stderr=%q", err, errOut)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil { // already running: no-op
+		t.Fatal(err)
+	}
+	if got := Git(t, "", "ls-remote", url, "refs/heads/main"); got != head {
+		t.Errorf("after restart ls-remote = %q, want %q", got, head)
+	}
+}
