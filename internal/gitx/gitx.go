@@ -198,14 +198,23 @@ func (r *Repo) Push(ctx context.Context, commit string) error {
 		s := string(out)
 		if strings.Contains(s, "[rejected]") && (strings.Contains(s, "fetch first") || strings.Contains(s, "non-fast-forward")) ||
 			// Two pushes that both passed the fast-forward check: the remote moved the
-			// ref for the other one first, and ours did not land.
-			strings.Contains(s, "[remote rejected]") && strings.Contains(s, "cannot lock ref") {
+			// ref for the other one first, and ours did not land. The porcelain line
+			// says "(failed to update ref)" or "(cannot lock ref ...)"; the remote's
+			// "is at X but expected Y" tells this race from a stale ref lock file,
+			// which is a server problem that retrying does not cure.
+			strings.Contains(s, "[remote rejected]") && lostRefUpdate(err.Error()) {
 			return fmt.Errorf("%w", ErrRejected)
 		}
 		return err
 	}
 	_, err = r.Output(ctx, "update-ref", r.ref(), commit)
 	return err
+}
+
+// lostRefUpdate says whether git's message is receive-pack finding the branch
+// moved by another push between its fast-forward check and its ref update.
+func lostRefUpdate(msg string) bool {
+	return strings.Contains(msg, "cannot lock ref") && strings.Contains(msg, "but expected")
 }
 
 // Output runs a git command in the clone and returns its stdout.

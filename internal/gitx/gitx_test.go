@@ -374,3 +374,54 @@ func TestGitConfigAndProxyReachGitThroughTheEnvironment(t *testing.T) {
 		t.Errorf("proxy password in git's arguments:\n%s", args)
 	}
 }
+
+// Two pushes can both pass the fast-forward check; the one whose ref update comes
+// second fails with "cannot lock ref ...: is at X but expected Y". That is a lost
+// race, like a non-fast-forward, and must be reported as one. A pre-receive hook
+// that moves the branch itself stages the race deterministically; a stale ref
+// lock file (a server problem, not a race) must not pass for one.
+func TestPushThatLostTheRefUpdateIsRejected(t *testing.T) {
+	root := t.TempDir()
+	dir := remote(t, root, "locks.git", "main", 2)
+	ctx := context.Background()
+	r := mustOpen(t, Options{URL: "file://" + dir})
+	head, _ := r.Head(ctx)
+	tree, err := r.Output(ctx, "rev-parse", head+"^{tree}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(msg string) string {
+		c, err := r.Input(ctx, strings.NewReader(msg), nil, "commit-tree", strings.TrimSpace(string(tree)), "-p", head, "-F", "-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(c))
+	}
+	theirs := mk("theirs")
+	if _, err := r.Output(ctx, "push", "origin", theirs+":refs/heads/theirs"); err != nil {
+		t.Fatal(err)
+	}
+	// (Outside the quarantine, which forbids ref updates.)
+	hook := "#!/bin/sh\nunset GIT_QUARANTINE_PATH\ngit update-ref refs/heads/main refs/heads/theirs\n"
+	if err := os.WriteFile(filepath.Join(dir, "hooks", "pre-receive"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Push(ctx, mk("ours")); !errors.Is(err, ErrRejected) {
+		t.Fatalf("push whose ref update lost: %v, want ErrRejected", err)
+	}
+	if got := testenv.Git(t, dir, "rev-parse", "main"); got != theirs {
+		t.Fatalf("remote main = %s, want theirs %s", got, theirs)
+	}
+
+	if err := os.Remove(filepath.Join(dir, "hooks", "pre-receive")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "refs", "heads", "main.lock"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	head = theirs
+	err = r.Push(ctx, mk("ours again"))
+	if err == nil || errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "main.lock") {
+		t.Fatalf("push against a stale ref lock: %v, want a plain error naming the lock file", err)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -39,7 +40,7 @@ type Env func(string) (string, bool)
 // Check is the resource's check: the commits that touched the pool after the given
 // version, oldest first; with no version, the newest such commit.
 func Check(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
-	return run(stdin, stderr, func(s *script, req *request) error {
+	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		if err := s.requireSource(nil); err != nil {
 			return err
 		}
@@ -55,7 +56,7 @@ func Check(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env E
 // the lock the commit changed, and DIR/ref, the commit itself, which out's release
 // uses as its fence.
 func In(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
-	return run(stdin, stderr, func(s *script, req *request) error {
+	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		var params inParams
 		if err := s.requireSource(decodeParams(req.Params, &params)); err != nil {
 			return err
@@ -71,7 +72,7 @@ func In(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writ
 // Out is the resource's out: one of acquire, claim, release, add, add_claimed,
 // remove, update, check, check_unclaimed, or reap, as params say.
 func Out(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
-	return run(stdin, stderr, func(s *script, req *request) error {
+	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		var params outParams
 		perr := decodeParams(req.Params, &params)
 		if perr == nil {
@@ -96,8 +97,10 @@ type script struct {
 	red *redactor
 }
 
-// run decodes the request, runs body and removes every secret from its error.
-func run(stdin io.Reader, stderr io.Writer, body func(*script, *request) error) error {
+// run decodes the request, runs body and removes every secret from its error. An
+// error after ctx ended (Concourse's SIGTERM) says so first: "git clone: context
+// canceled" alone does not tell the user that the build was aborted.
+func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*script, *request) error) error {
 	red := &redactor{w: stderr}
 	s := &script{log: red, red: red}
 	var req request
@@ -109,6 +112,9 @@ func run(stdin io.Reader, stderr io.Writer, body func(*script, *request) error) 
 	}
 	if err == nil {
 		return nil
+	}
+	if ctx.Err() != nil && !strings.Contains(err.Error(), "interrupted") {
+		err = fmt.Errorf("interrupted (%w): %w", context.Cause(ctx), err)
 	}
 	return &scriptError{msg: red.redact(err.Error()), err: err}
 }
