@@ -298,12 +298,19 @@ func (w *world) judge(what string, r result) string {
 	}
 	line := r.lastLine()
 	switch {
+	case r.interrupted && r.code == -1 && strings.TrimSpace(r.stdout+r.stderr) == "":
+		// SIGTERM came before Go had installed the handler: the process did
+		// nothing (it printed nothing), and died of the signal, as any would.
+		line = "interrupted: killed by SIGTERM before it started"
 	case r.code != 1:
 		w.violate("%s: exit status %d, want 0 or 1; stderr:\n%s", what, r.code, r.stderr)
 	case strings.TrimSpace(r.stdout) != "":
 		w.violate("%s failed but wrote to stdout: %q", what, r.stdout)
 	case line == "":
 		w.violate("%s failed without saying why", what)
+	}
+	if line == "" {
+		line = "(no message)"
 	}
 	w.stats.errorSeen(what, line)
 	return line
