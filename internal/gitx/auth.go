@@ -205,5 +205,37 @@ func (r *Repo) gitError(args []string, err error, stderr []byte) error {
 	if len(msg) > 400 {
 		msg = msg[:400] + "…"
 	}
-	return fmt.Errorf("git %s: %s", args[0], r.Redact(msg))
+	e := fmt.Errorf("git %s: %s", args[0], r.Redact(msg))
+	if unreachable(msg) {
+		return &unreachableError{e}
+	}
+	return e
 }
+
+// unreachable says whether git's message is about reaching the remote (refused,
+// reset, timed out, cut off, a 5xx from an HTTP server) rather than about what
+// the remote answered. Authentication failures and missing repositories are not
+// in the list: retrying them only delays the error. git runs with LC_ALL=C, so the
+// wording is git's and curl's English.
+func unreachable(msg string) bool {
+	if strings.Contains(msg, "Permission denied") || strings.Contains(msg, "Authentication failed") {
+		return false
+	}
+	for _, s := range []string{
+		"unable to connect to", "Connection refused", "Connection reset", "Connection timed out",
+		"the remote end hung up unexpectedly", "early EOF", "Failed to connect to",
+		"Empty reply from server", "Recv failure", "returned error: 502", "returned error: 503",
+		"returned error: 504", "Could not resolve host", "Broken pipe",
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// unreachableError is an error that wraps ErrUnreachable without changing its text.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string        { return e.err.Error() }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }

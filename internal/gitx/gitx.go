@@ -29,6 +29,10 @@ import (
 // ErrRejected means a push lost the race: the remote branch moved since the last fetch.
 var ErrRejected = errors.New("push rejected: the remote branch moved (fetch first)")
 
+// ErrUnreachable means git could not reach the remote, or lost the connection:
+// the server may be restarting, the network blinking. Trying again may work.
+var ErrUnreachable = errors.New("the remote could not be reached")
+
 // ErrEmpty means the remote has no branch at all.
 var ErrEmpty = errors.New("the repository is empty: it has no branch")
 

@@ -425,3 +425,47 @@ func TestPushThatLostTheRefUpdateIsRejected(t *testing.T) {
 		t.Fatalf("push against a stale ref lock: %v, want a plain error naming the lock file", err)
 	}
 }
+
+// A server that is down (or cut the connection) is ErrUnreachable, worth another
+// try; a missing repository or a wrong password is an answer, and is not.
+func TestUnreachableTellsAServerThatIsDownFromAnAnswer(t *testing.T) {
+	root := t.TempDir()
+	remote(t, root, "locks.git", "main", 1)
+	daemon := testenv.StartGitDaemon(t, root)
+	web := testenv.GitHTTP(t, root, "alice", "right")
+	for _, c := range []struct {
+		name        string
+		o           Options
+		unreachable bool
+	}{
+		{"missing repository over git://", Options{URL: daemon.URL + "nope.git"}, false},
+		{"missing repository over file://", Options{URL: "file://" + filepath.Join(root, "nope.git")}, false},
+		{"wrong password over http", Options{URL: web.URL + "locks.git", Auth: Auth{Username: "alice", Password: "wrong"}}, false},
+		{"server down", Options{URL: daemon.URL + "locks.git"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.unreachable {
+				daemon.Stop()
+			}
+			_, err := Open(context.Background(), c.o)
+			if err == nil || errors.Is(err, ErrUnreachable) != c.unreachable {
+				t.Fatalf("err = %v; errors.Is(err, ErrUnreachable) = %v, want %v", err, errors.Is(err, ErrUnreachable), c.unreachable)
+			}
+		})
+	}
+	for msg, want := range map[string]bool{
+		"fatal: unable to connect to 127.0.0.1:; 127.0.0.1[0: 127.0.0.1]: errno=Connection refused":     true,
+		"fatal: read error: Connection reset by peer":                                                   true,
+		"fatal: the remote end hung up unexpectedly; fatal: early EOF":                                  true,
+		"fatal: unable to access 'https://h/x.git/': The requested URL returned error: 503":             true,
+		"fatal: unable to access 'https://h/x.git/': Failed to connect to h port 443: Couldn't connect": true,
+		"git@h: Permission denied (publickey).; fatal: Could not read from remote repository.":          false,
+		"fatal: Authentication failed for 'https://h/x.git/'":                                           false,
+		"fatal: unable to access 'https://h/x.git/': The requested URL returned error: 404":             false,
+		"fatal: remote error: no such repository: /nope.git":                                            false,
+	} {
+		if got := unreachable(msg); got != want {
+			t.Errorf("unreachable(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}

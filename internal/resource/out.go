@@ -344,7 +344,11 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 				return nil, err
 			}
 		}
-		if head, err = o.repo.Fetch(ctx); err != nil {
+		err = o.retryUnreachable(ctx, func() (err error) {
+			head, err = o.repo.Fetch(ctx)
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -443,3 +443,38 @@ func TestMetrics(t *testing.T) {
 	}
 	wantTree(t, bare, "aws/unclaimed/env-1", "aws/claimed/env-2")
 }
+
+// A git server that is down when the put starts costs it retries, not the build:
+// the put waits retry_delay between tries (2s: four of them leave the restart
+// ample time) and claims once the server is back. A
+// server that answers "no such repository" is not retried.
+func TestPutRidesOutAGitServerRestart(t *testing.T) {
+	root := t.TempDir()
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1"})
+	if err := os.Rename(bare, filepath.Join(root, "locks.git")); err != nil {
+		t.Fatal(err)
+	}
+	daemon := testenv.StartGitDaemon(t, root)
+	daemon.Stop()
+	log := &logBuffer{}
+	retrying := log.notify("could not reach the repository")
+	done := make(chan error)
+	go func() {
+		_, err := out(t, context.Background(), t.TempDir(), src(daemon.URL+"locks.git", "retry_delay", "2s"), map[string]any{"acquire": true}, jobEnv, log)
+		done <- err
+	}()
+	await(t, retrying, "the put to retry")
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("put after the restart: %v\n%s", err, log)
+	}
+	wantTree(t, filepath.Join(root, "locks.git"), "aws/claimed/env-1")
+
+	log = &logBuffer{}
+	_, err := out(t, context.Background(), t.TempDir(), src(daemon.URL+"nope.git", "retry_delay", "1h"), map[string]any{"acquire": true}, jobEnv, log)
+	if err == nil || strings.Contains(log.String(), "retrying") {
+		t.Errorf("put to a missing repository: %v, log:\n%s; want an error at once", err, log)
+	}
+}

@@ -133,7 +133,30 @@ func (s *script) requireSource(more error) error {
 func (s *script) open(ctx context.Context, depth int) (*gitx.Repo, error) {
 	opts := s.src.gitOptions(depth)
 	opts.Logger = slog.New(slog.DiscardHandler)
-	return gitx.Open(ctx, opts)
+	var repo *gitx.Repo
+	err := s.retryUnreachable(ctx, func() (err error) {
+		repo, err = gitx.Open(ctx, opts)
+		return err
+	})
+	return repo, err
+}
+
+// retryUnreachable runs f, and again retry_delay later while it fails because the
+// remote could not be reached, maxFailures times in all: a git server restarting
+// or a network blinking then costs the step seconds instead of erroring the build.
+// Any other failure (a wrong password, a missing repository) is final at once.
+func (s *script) retryUnreachable(ctx context.Context, f func() error) error {
+	delay := s.src.retryDelay()
+	for failures := 1; ; failures++ {
+		err := f()
+		if err == nil || !errors.Is(err, gitx.ErrUnreachable) || failures >= maxFailures || ctx.Err() != nil {
+			return err
+		}
+		fmt.Fprintf(s.log, "warning: could not reach the repository (%v), retrying in %s\n", err, delay)
+		if err := sleep(ctx, delay); err != nil {
+			return err
+		}
+	}
 }
 
 // scriptError is an error with every secret removed from its text; errors.Is still

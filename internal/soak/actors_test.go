@@ -124,6 +124,14 @@ func failed(interrupted bool) string {
 	return "errored"
 }
 
+// ended is the status of a build whose last step ended with errLine.
+func ended(errLine string, interrupted bool) string {
+	if errLine == "" {
+		return "succeeded"
+	}
+	return failed(interrupted)
+}
+
 // holding is a lock a build got: claimed by ref, fetched into dir/lock.
 type holding struct {
 	pool, lock, ref, dir string
@@ -162,20 +170,14 @@ func (a *actor) release(ctx context.Context, b *build, h *holding, dir string) {
 }
 
 // scenario is one build's life; builders run them round-robin, so every kind
-// happens on every run.
+// happens on every run (the plain acquire-release twice: it is the common case).
 type scenario struct {
 	name string
 	run  func(ctx context.Context, a *actor)
 }
 
 var scenarios = []scenario{
-	{"acquire, release, succeed", func(ctx context.Context, a *actor) {
-		b := a.w.startBuild("deploy")
-		if h := a.acquire(ctx, b, "envs", "acquire", map[string]any{"acquire": true}); h != nil {
-			pause(ctx, 500*time.Millisecond)
-			a.release(ctx, b, h, h.dir)
-		}
-	}},
+	{"acquire, release, succeed", acquireRelease},
 	{"acquire, hand off to a downstream job that releases", func(ctx context.Context, a *actor) { a.handOff(ctx, 0) }},
 	{"acquire, abort", func(ctx context.Context, a *actor) {
 		b := a.w.startBuild("deploy")
@@ -193,13 +195,7 @@ var scenarios = []scenario{
 			a.release(ctx, b, h, h.dir)
 		}
 	}},
-	{"acquire, release, succeed", func(ctx context.Context, a *actor) {
-		b := a.w.startBuild("deploy")
-		if h := a.acquire(ctx, b, "envs", "acquire", map[string]any{"acquire": true}); h != nil {
-			pause(ctx, 500*time.Millisecond)
-			a.release(ctx, b, h, h.dir)
-		}
-	}},
+	{"acquire, release, succeed", acquireRelease},
 	{"abort while acquiring", func(ctx context.Context, a *actor) {
 		b := a.w.startBuild("deploy")
 		actx, cancel := context.WithTimeout(ctx, 50*time.Millisecond+rand.N(800*time.Millisecond))
@@ -223,6 +219,14 @@ var scenarios = []scenario{
 			a.w.finish(b, "failed")
 		}
 	}},
+}
+
+func acquireRelease(ctx context.Context, a *actor) {
+	b := a.w.startBuild("deploy")
+	if h := a.acquire(ctx, b, "envs", "acquire", map[string]any{"acquire": true}); h != nil {
+		pause(ctx, 500*time.Millisecond)
+		a.release(ctx, b, h, h.dir)
+	}
 }
 
 // handOff: job "build" acquires and succeeds without releasing; job "test" takes
@@ -251,7 +255,7 @@ func (a *actor) handOff(ctx context.Context, aborts int) {
 		}
 		a.w.drop(h.epoch)
 		_, _, bad, intr := a.put(ctx, down, dir, h.pool, "release", map[string]any{"release": resName})
-		a.w.finish(down, map[bool]string{true: "succeeded", false: failed(intr)}[bad == ""])
+		a.w.finish(down, ended(bad, intr))
 		return
 	}
 	// Every re-run failed: the lock waits for its pool's timeout, as the policy says.
@@ -286,7 +290,7 @@ func (a *actor) orphan(ctx context.Context, stop time.Time) {
 		}
 		pause(ctx, 2*timeouts["scratch"])
 		_, _, bad, intr = a.put(ctx, b, dir, "scratch", "release", map[string]any{"release": resName})
-		a.w.finish(b, map[bool]string{true: "succeeded", false: failed(intr)}[bad == ""])
+		a.w.finish(b, ended(bad, intr))
 	}
 }
 
@@ -307,7 +311,7 @@ func (a *actor) admin(ctx context.Context, stop time.Time) {
 			if bad == "" {
 				a.w.adminChange(func(added, _ map[string]string) { added[name] = pool })
 			}
-			a.w.finish(b, map[bool]string{true: "succeeded", false: failed(intr)}[bad == ""])
+			a.w.finish(b, ended(bad, intr))
 		case 2:
 			name := fmt.Sprintf("dev-%d", 1+rand.IntN(4))
 			dir := a.buildDir()
@@ -316,7 +320,7 @@ func (a *actor) admin(ctx context.Context, stop time.Time) {
 			uctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			_, _, bad, intr := a.put(uctx, b, dir, "devices", "update", map[string]any{"update": "step"})
 			cancel()
-			a.w.finish(b, map[bool]string{true: "succeeded", false: failed(intr)}[bad == ""])
+			a.w.finish(b, ended(bad, intr))
 		case 3:
 			a.decommission(ctx, b)
 		}
@@ -352,7 +356,7 @@ func (a *actor) decommission(ctx context.Context, b *build) {
 	if bad == "" {
 		a.w.adminChange(func(_, removed map[string]string) { removed[name] = pool })
 	}
-	a.w.finish(b, map[bool]string{true: "succeeded", false: failed(intr)}[bad == ""])
+	a.w.finish(b, ended(bad, intr))
 }
 
 // writeStep writes dir/step/{name,metadata}, the files add and update read.

@@ -391,15 +391,17 @@ func (w *world) checkEnd(state map[string]*lockState, cleanAt time.Time) {
 		}
 		pool, _, _ := strings.Cut(key, "/")
 		holder := w.buildByID(l.holder)
-		switch st := ""; {
-		case holder == nil:
+		if holder == nil {
 			w.violate("at the end %s is claimed by %s, which names no build", key, l.claim)
+			continue
+		}
+		switch st := w.statusAt(holder, cleanAt); {
 		case holder.orphan:
 			if cleanAt.Sub(l.at) > timeouts[pool]+time.Second {
 				w.violate("at the end orphan lock %s is claimed since %s, past the %s timeout", key, l.at.Format(time.TimeOnly), timeouts[pool])
 			}
 			w.stats.add("left claimed at the end: orphan within its timeout", 1)
-		case func() bool { st = w.statusAt(holder, cleanAt); return st == "succeeded" }():
+		case st == "succeeded":
 			w.stats.add("left claimed at the end: build succeeded, not released (kept until the timeout)", 1)
 		default:
 			w.violate("at the end %s is still claimed by %s #%s, which is %s", key, holder.job, holder.name, st)

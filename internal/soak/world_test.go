@@ -373,5 +373,6 @@ func classify(line string) string {
 // countLines adds to the figures what a process's stderr says it got over.
 func (s *stats) countLines(stderr string) {
 	s.add("conflicts resolved", strings.Count(stderr, "someone else pushed first")+strings.Count(stderr, "lost a push race"))
-	s.add("retries after a failure", strings.Count(stderr, "failed to push (")+strings.Count(stderr, "could not look at the remote branch"))
+	s.add("retries after a failure", strings.Count(stderr, "failed to push (")+strings.Count(stderr, "could not look at the remote branch")+
+		strings.Count(stderr, "could not reach the repository"))
 }
