@@ -3,7 +3,6 @@ package soak
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -271,12 +270,12 @@ func (w *world) run(ctx context.Context, path string, args []string, stdin []byt
 	cmd.WaitDelay = 2 * time.Minute
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String(), interrupted: interrupted.Load()}
-	var exit *exec.ExitError
+	// After a SIGTERM, Run reports ctx's error even when the process went on to
+	// exit 0; the exit status is in ProcessState.
 	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	default:
+	case cmd.ProcessState != nil:
+		r.code = cmd.ProcessState.ExitCode()
+	case err != nil:
 		r.code = -1
 		r.stderr += "\n(test: " + err.Error() + ")"
 	}
