@@ -209,8 +209,9 @@ type GitDaemonServer struct {
 	root string
 	port int
 
-	mu   sync.Mutex
-	stop func(graceful bool) // nil while stopped
+	mu      sync.Mutex
+	stop    func(graceful bool) // nil while stopped
+	release func()              // while stopped: gives up the port reservation
 }
 
 // StartGitDaemon is GitDaemon, returning the server so it can be restarted.
@@ -238,15 +239,24 @@ func StartGitDaemon(t testing.TB, root string) *GitDaemonServer {
 
 // Stop stops the daemon with SIGTERM to it and to the processes serving
 // connections (a push in flight ends; git removes its ref lock files on
-// SIGTERM), and waits until they have exited. Stopping a stopped daemon is a
-// no-op.
+// SIGTERM), and waits until they have exited. While it is stopped the port stays
+// reserved, so connections are refused and Start finds the port free. Stopping
+// a stopped daemon is a no-op.
 func (s *GitDaemonServer) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stop != nil {
-		s.stop(true)
-		s.stop = nil
+	if s.stop == nil {
+		return
 	}
+	s.stop(true)
+	s.stop = nil
+	release, err := reservePort(s.port)
+	if err != nil {
+		s.t.Errorf("git daemon stopped, but its port %d could not be held: %v", s.port, err)
+		return
+	}
+	s.release = release
+	s.t.Cleanup(release)
 }
 
 // Start starts the daemon again on its port and waits until it accepts
@@ -280,6 +290,10 @@ func (s *GitDaemonServer) Start() error {
 		}
 		return err
 	}, nil)
+	if err == nil && s.release != nil {
+		s.release()
+		s.release = nil
+	}
 	s.stop = stop
 	return err
 }

@@ -278,7 +278,8 @@ func TestGitHTTPNoAuthAndCleanup(t *testing.T) {
 }
 
 // A stopped daemon refuses connections; started again, it serves the same
-// repositories on the same URL.
+// repositories on the same URL: its port reservation while stopped (which keeps
+// outgoing connections from taking the port) does not keep the daemon out.
 func TestGitDaemonStopAndRestart(t *testing.T) {
 	root := t.TempDir()
 	newBare(t, root, "locks.git")
