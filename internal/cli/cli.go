@@ -210,14 +210,23 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 	if cfg.Witness, err = o.witness(log); err != nil {
 		return nil, cfg, err
 	}
-	repo, err := gitx.Open(ctx, gitx.Options{
-		URL:    o.repo,
-		Branch: o.branch,
-		Auth: gitx.Auth{Username: o.username, Password: o.password,
-			PrivateKey: []byte(key), PrivateKeyFile: o.keyFile},
-		CacheDir: o.cacheDir,
-		Depth:    o.depth,
-		Logger:   log,
+	// A server that cannot be reached gets three tries, two seconds apart: a
+	// restart or a network blink should not fail a periodic clean. The retries are
+	// told with --verbose only; a failure stays one line.
+	var repo *gitx.Repo
+	err = gitx.RetryUnreachable(ctx, 3, 2*time.Second, func(err error, wait time.Duration) {
+		log.Debug("could not reach the repository; retrying", "err", err, "wait", wait)
+	}, func() (err error) {
+		repo, err = gitx.Open(ctx, gitx.Options{
+			URL:    o.repo,
+			Branch: o.branch,
+			Auth: gitx.Auth{Username: o.username, Password: o.password,
+				PrivateKey: []byte(key), PrivateKeyFile: o.keyFile},
+			CacheDir: o.cacheDir,
+			Depth:    o.depth,
+			Logger:   log,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, cfg, err

@@ -1,10 +1,13 @@
 package cli_test
 
 import (
+	"bytes"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/cli"
 	"github.com/poolboy-ci/poolboy/internal/testenv"
 )
 
@@ -182,4 +185,67 @@ func TestBranchDefaultsToRemoteHEAD(t *testing.T) {
 			}
 		}
 	})
+}
+
+// notifyWriter is a stderr that closes seen once it has received text.
+type notifyWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	text string
+	seen chan struct{}
+}
+
+func (w *notifyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.buf.String(), w.text)
+	w.buf.Write(p)
+	if !had && strings.Contains(w.buf.String(), w.text) {
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+func (w *notifyWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// A git server that is down when status starts gets three tries, two seconds
+// apart: back by then, the run succeeds; still down, it fails with git's error.
+func TestStatusRidesOutAGitServerRestart(t *testing.T) {
+	r := newLockRepo(t, "main")
+	daemon := testenv.StartGitDaemon(t, r.root)
+	url := daemon.URL + "locks.git"
+	daemon.Stop()
+
+	stderr := &notifyWriter{text: "could not reach the repository", seen: make(chan struct{})}
+	var stdout bytes.Buffer
+	code := make(chan int)
+	go func() {
+		code <- cli.Main(t.Context(), []string{"status", "--repo", url, "--pools", "aws:1h", "--verbose"}, &stdout, stderr, func(string) (string, bool) { return "", false })
+	}()
+	select {
+	case <-stderr.seen:
+	case <-time.After(time.Minute):
+		t.Fatalf("no retry announced:\n%s", stderr)
+	}
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if c := <-code; c != 0 || !strings.Contains(stdout.String(), "env-1") {
+		t.Fatalf("status after the restart: exit %d\n%s\n%s", c, stdout.String(), stderr)
+	}
+
+	daemon.Stop()
+	res := run(t, nil, "status", "--repo", url, "--pools", "aws:1h", "--verbose")
+	if res.code != 1 || strings.Count(res.stderr, "could not reach the repository") != 2 || !strings.Contains(res.stderr, "Connection refused") {
+		t.Errorf("status against a server that stays down: want exit 1 after 3 tries (2 retried)\n%s", res)
+	}
+	// Without --verbose the failure is one line.
+	res = run(t, nil, "status", "--repo", url, "--pools", "aws:1h")
+	if lines := strings.Split(strings.TrimSpace(res.stderr), "\n"); res.code != 1 || len(lines) != 1 || !strings.HasPrefix(lines[0], "poolboy: git clone: ") {
+		t.Errorf("status against a server that stays down, not verbose: want one line\n%s", res)
+	}
 }

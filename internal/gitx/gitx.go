@@ -33,6 +33,30 @@ var ErrRejected = errors.New("push rejected: the remote branch moved (fetch firs
 // the server may be restarting, the network blinking. Trying again may work.
 var ErrUnreachable = errors.New("the remote could not be reached")
 
+// RetryUnreachable runs f, and again wait later while it fails with
+// ErrUnreachable, at most tries times in all: a git server restarting or a
+// network blinking then costs seconds instead of a failed run. Any other error
+// is returned at once, as is the last one; note (if not nil) hears of each
+// failure that is retried. It stops waiting when ctx ends.
+func RetryUnreachable(ctx context.Context, tries int, wait time.Duration, note func(err error, wait time.Duration), f func() error) error {
+	for try := 1; ; try++ {
+		err := f()
+		if err == nil || !errors.Is(err, ErrUnreachable) || try >= tries || ctx.Err() != nil {
+			return err
+		}
+		if note != nil {
+			note(err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
 // ErrEmpty means the remote has no branch at all.
 var ErrEmpty = errors.New("the repository is empty: it has no branch")
 

@@ -469,3 +469,36 @@ func TestUnreachableTellsAServerThatIsDownFromAnAnswer(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryUnreachable(t *testing.T) {
+	down := &unreachableError{errors.New("git fetch: Connection refused")}
+	answer := errors.New("git fetch: Authentication failed")
+	for _, c := range []struct {
+		name      string
+		results   []error // what f returns, call after call
+		wantCalls int
+		wantErr   error
+	}{
+		{"ok at once", []error{nil}, 1, nil},
+		{"back after two failures", []error{down, down, nil}, 3, nil},
+		{"an answer is final", []error{answer, nil}, 1, answer},
+		{"down for good", []error{down, down, down, down}, 3, down},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls, notes := 0, 0
+			err := RetryUnreachable(context.Background(), 3, time.Millisecond, func(error, time.Duration) { notes++ }, func() error {
+				calls++
+				return c.results[calls-1]
+			})
+			if err != c.wantErr || calls != c.wantCalls || notes != calls-1 { // the last failure is not retried, so not noted
+				t.Errorf("err %v after %d calls (%d notes), want %v after %d", err, calls, notes, c.wantErr, c.wantCalls)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	err := RetryUnreachable(ctx, 5, time.Hour, func(error, time.Duration) { cancel() }, func() error { calls++; return down })
+	if err != down || calls != 1 {
+		t.Errorf("cancelled while waiting: %v after %d calls, want the failure after 1", err, calls)
+	}
+}

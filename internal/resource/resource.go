@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 )
@@ -141,22 +142,13 @@ func (s *script) open(ctx context.Context, depth int) (*gitx.Repo, error) {
 	return repo, err
 }
 
-// retryUnreachable runs f, and again retry_delay later while it fails because the
-// remote could not be reached, maxFailures times in all: a git server restarting
-// or a network blinking then costs the step seconds instead of erroring the build.
-// Any other failure (a wrong password, a missing repository) is final at once.
+// retryUnreachable runs f, and again retry_delay later while the remote cannot
+// be reached, maxFailures times in all, as failed pushes are retried; a wrong
+// password or a missing repository is final at once.
 func (s *script) retryUnreachable(ctx context.Context, f func() error) error {
-	delay := s.src.retryDelay()
-	for failures := 1; ; failures++ {
-		err := f()
-		if err == nil || !errors.Is(err, gitx.ErrUnreachable) || failures >= maxFailures || ctx.Err() != nil {
-			return err
-		}
-		fmt.Fprintf(s.log, "warning: could not reach the repository (%v), retrying in %s\n", err, delay)
-		if err := sleep(ctx, delay); err != nil {
-			return err
-		}
-	}
+	return gitx.RetryUnreachable(ctx, maxFailures, s.src.retryDelay(), func(err error, wait time.Duration) {
+		fmt.Fprintf(s.log, "warning: could not reach the repository (%v), retrying in %s\n", err, wait)
+	}, f)
 }
 
 // scriptError is an error with every secret removed from its text; errors.Is still

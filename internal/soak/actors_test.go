@@ -436,7 +436,8 @@ var faults = []fault{
 	{"Concourse answers 500", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Status: 500, Body: `{"errors":["boom"]}`}) }, healCC, 4 * time.Second},
 	{"Concourse answers 401", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Status: 401, Body: "not authorized"}) }, healCC, 4 * time.Second},
 	{"Concourse answers garbage", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Status: 200, Body: "<html>\x00\xff garbage"}) }, healCC, 4 * time.Second},
-	{"Concourse too slow (client timeouts)", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Delay: 15 * time.Second}) }, healCC, 2 * time.Second},
+	{"Concourse slow (3 s an answer, within the client's timeout)", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Delay: 3 * time.Second}) }, healCC, 3 * time.Second},
+	{"Concourse times out (15 s, past the client's 10 s)", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Delay: 15 * time.Second}) }, healCC, 2 * time.Second},
 }
 
 func healCC(w *world) { w.cc.SetFault(fakeconcourse.Fault{}) }
