@@ -183,7 +183,8 @@ func (r *Repo) redactArgs(args []string) string {
 }
 
 // gitError turns a failed git command into one line: the command and what git said,
-// without hints, progress or secrets.
+// without hints, progress or secrets. The whole message is classified before it is
+// shortened: errors.Is tells ErrUnreachable and a lost ref update.
 func (r *Repo) gitError(args []string, err error, stderr []byte) error {
 	var lines []string
 	for _, l := range strings.Split(string(stderr), "\n") {
@@ -202,30 +203,33 @@ func (r *Repo) gitError(args []string, err error, stderr []byte) error {
 			msg = err.Error()
 		}
 	}
+	var classes []error
+	if unreachable(msg) {
+		classes = append(classes, ErrUnreachable)
+	}
+	if lostRefUpdate(msg) {
+		classes = append(classes, errLostRefUpdate)
+	}
 	if len(msg) > 400 {
 		msg = msg[:400] + "…"
 	}
-	e := fmt.Errorf("git %s: %s", args[0], r.Redact(msg))
-	if unreachable(msg) {
-		return &unreachableError{e}
-	}
-	return e
+	return classify(fmt.Errorf("git %s: %s", args[0], r.Redact(msg)), classes...)
 }
 
 // unreachable says whether git's message is about reaching the remote (refused,
 // reset, timed out, cut off, a 5xx from an HTTP server) rather than about what
-// the remote answered. Authentication failures and missing repositories are not
-// in the list: retrying them only delays the error. git runs with LC_ALL=C, so the
-// wording is git's and curl's English.
+// the remote answered. Authentication failures, missing repositories and unknown
+// host names are not in the list: retrying them only delays the error. git runs
+// with LC_ALL=C, so the wording is git's and curl's English.
 func unreachable(msg string) bool {
 	if strings.Contains(msg, "Permission denied") || strings.Contains(msg, "Authentication failed") {
 		return false
 	}
 	for _, s := range []string{
 		"unable to connect to", "Connection refused", "Connection reset", "Connection timed out",
-		"the remote end hung up unexpectedly", "early EOF", "Failed to connect to",
+		"Operation timed out", "the remote end hung up unexpectedly", "early EOF", "Failed to connect to",
 		"Empty reply from server", "Recv failure", "returned error: 502", "returned error: 503",
-		"returned error: 504", "Could not resolve host", "Broken pipe",
+		"returned error: 504", "Broken pipe",
 	} {
 		if strings.Contains(msg, s) {
 			return true
@@ -234,8 +238,19 @@ func unreachable(msg string) bool {
 	return false
 }
 
-// unreachableError is an error that wraps ErrUnreachable without changing its text.
-type unreachableError struct{ err error }
+// classified is an error whose text is err's and which errors.Is also matches
+// against each of classes (ErrUnreachable, context.Canceled, ...).
+type classified struct {
+	err     error
+	classes []error
+}
 
-func (e *unreachableError) Error() string        { return e.err.Error() }
-func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
+func classify(err error, classes ...error) error {
+	if len(classes) == 0 {
+		return err
+	}
+	return &classified{err, classes}
+}
+
+func (e *classified) Error() string   { return e.err.Error() }
+func (e *classified) Unwrap() []error { return append([]error{e.err}, e.classes...) }

@@ -57,6 +57,10 @@ func RetryUnreachable(ctx context.Context, tries int, wait time.Duration, note f
 	}
 }
 
+// ErrRefused means the remote refused a push for a reason other than a lost race
+// (a hook, a protected branch): the push did not land.
+var ErrRefused = errors.New("the remote refused the push")
+
 // ErrEmpty means the remote has no branch at all.
 var ErrEmpty = errors.New("the repository is empty: it has no branch")
 
@@ -224,20 +228,27 @@ func (r *Repo) Push(ctx context.Context, commit string) error {
 	if err != nil {
 		// --porcelain puts the verdict on stdout: "!\tsrc:dst\t[rejected] (fetch first)".
 		s := string(out)
-		if strings.Contains(s, "[rejected]") && (strings.Contains(s, "fetch first") || strings.Contains(s, "non-fast-forward")) ||
+		switch {
+		case strings.Contains(s, "[rejected]") && (strings.Contains(s, "fetch first") || strings.Contains(s, "non-fast-forward")),
 			// Two pushes that both passed the fast-forward check: the remote moved the
 			// ref for the other one first, and ours did not land. The porcelain line
 			// says "(failed to update ref)" or "(cannot lock ref ...)"; the remote's
 			// "is at X but expected Y" tells this race from a stale ref lock file,
 			// which is a server problem that retrying does not cure.
-			strings.Contains(s, "[remote rejected]") && lostRefUpdate(err.Error()) {
+			strings.Contains(s, "[remote rejected]") && errors.Is(err, errLostRefUpdate):
 			return fmt.Errorf("%w", ErrRejected)
+		case strings.Contains(s, "[rejected]") || strings.Contains(s, "[remote rejected]"):
+			// A verdict (a hook, a protected branch, a stale lock): it did not land.
+			return classify(err, ErrRefused)
 		}
 		return err
 	}
 	_, err = r.Output(ctx, "update-ref", r.ref(), commit)
 	return err
 }
+
+// errLostRefUpdate classifies git errors that lostRefUpdate recognises.
+var errLostRefUpdate = errors.New("another push updated the ref first")
 
 // lostRefUpdate says whether git's message is receive-pack finding the branch
 // moved by another push between its fast-forward check and its ref update.
@@ -304,7 +315,12 @@ func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...s
 	err := cmd.Run()
 	r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond))
 	if err != nil {
-		return stdout.Bytes(), r.gitError(args, err, stderr.Bytes())
+		e := r.gitError(args, err, stderr.Bytes())
+		if ctx.Err() != nil {
+			// git was killed, or never started, because ctx ended.
+			e = classify(e, ctx.Err())
+		}
+		return stdout.Bytes(), e
 	}
 	return stdout.Bytes(), nil
 }

@@ -421,8 +421,18 @@ func TestPushThatLostTheRefUpdateIsRejected(t *testing.T) {
 	}
 	head = theirs
 	err = r.Push(ctx, mk("ours again"))
-	if err == nil || errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "main.lock") {
-		t.Fatalf("push against a stale ref lock: %v, want a plain error naming the lock file", err)
+	if err == nil || errors.Is(err, ErrRejected) || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "main.lock") {
+		t.Fatalf("push against a stale ref lock: %v, want ErrRefused naming the lock file", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "refs", "heads", "main.lock")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hooks", "pre-receive"), []byte("#!/bin/sh\necho no pushes today >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = r.Push(ctx, mk("declined"))
+	if errors.Is(err, ErrRejected) || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "no pushes today") {
+		t.Fatalf("push declined by a hook: %v, want ErrRefused with the hook's words", err)
 	}
 }
 
@@ -454,24 +464,31 @@ func TestUnreachableTellsAServerThatIsDownFromAnAnswer(t *testing.T) {
 		})
 	}
 	for msg, want := range map[string]bool{
-		"fatal: unable to connect to 127.0.0.1:; 127.0.0.1[0: 127.0.0.1]: errno=Connection refused":     true,
-		"fatal: read error: Connection reset by peer":                                                   true,
-		"fatal: the remote end hung up unexpectedly; fatal: early EOF":                                  true,
-		"fatal: unable to access 'https://h/x.git/': The requested URL returned error: 503":             true,
-		"fatal: unable to access 'https://h/x.git/': Failed to connect to h port 443: Couldn't connect": true,
-		"git@h: Permission denied (publickey).; fatal: Could not read from remote repository.":          false,
-		"fatal: Authentication failed for 'https://h/x.git/'":                                           false,
-		"fatal: unable to access 'https://h/x.git/': The requested URL returned error: 404":             false,
-		"fatal: remote error: no such repository: /nope.git":                                            false,
+		"fatal: unable to connect to 127.0.0.1:; 127.0.0.1[0: 127.0.0.1]: errno=Connection refused":      true,
+		"fatal: read error: Connection reset by peer":                                                    true,
+		"fatal: the remote end hung up unexpectedly; fatal: early EOF":                                   true,
+		"fatal: unable to access 'https://h/x.git/': The requested URL returned error: 503":              true,
+		"fatal: unable to access 'https://h/x.git/': Failed to connect to h port 443: Couldn't connect":  true,
+		"git@h: Permission denied (publickey).; fatal: Could not read from remote repository.":           false,
+		"fatal: Authentication failed for 'https://h/x.git/'":                                            false,
+		"fatal: unable to access 'https://h/x.git/': The requested URL returned error: 404":              false,
+		"fatal: remote error: no such repository: /nope.git":                                             false,
+		"ssh: Could not resolve hostname gitt.example: Name or service not known; fatal: Could not read": false,
 	} {
 		if got := unreachable(msg); got != want {
 			t.Errorf("unreachable(%q) = %v, want %v", msg, got, want)
 		}
 	}
+	// The class comes from the whole message, not from the shortened one.
+	banner := strings.Repeat("remote: a long banner line\n", 40)
+	err := (&Repo{}).gitError([]string{"fetch"}, errors.New("exit status 128"), []byte(banner+"fatal: read error: Connection reset by peer\n"))
+	if !errors.Is(err, ErrUnreachable) || len(err.Error()) > 450 {
+		t.Errorf("long message: %d bytes, errors.Is(ErrUnreachable) = %v", len(err.Error()), errors.Is(err, ErrUnreachable))
+	}
 }
 
 func TestRetryUnreachable(t *testing.T) {
-	down := &unreachableError{errors.New("git fetch: Connection refused")}
+	down := classify(errors.New("git fetch: Connection refused"), ErrUnreachable)
 	answer := errors.New("git fetch: Authentication failed")
 	for _, c := range []struct {
 		name      string

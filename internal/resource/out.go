@@ -293,6 +293,10 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 	}
 	delay := o.src.retryDelay()
 	failures := 0
+	// unsure is a commit whose push ended without a verdict (the connection broke)
+	// and whose fate push could not look up: once a fetch works, its history says
+	// whether it landed. Deciding again without looking would claim a second lock.
+	var unsure *pending
 	for {
 		p, err := o.poolAt(ctx, head)
 		if err != nil {
@@ -317,13 +321,8 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		}
 		err = o.push(ctx, head, commit)
 		switch {
-		case err == nil && ctx.Err() != nil && pl.undo != nil:
-			o.giveBack(ctx, commit, pl)
-			return nil, fmt.Errorf("interrupted while claiming lock %q: %w", pl.lock, context.Cause(ctx))
 		case err == nil:
-			subject, _, _ := strings.Cut(pl.msg, "\n")
-			fmt.Fprintf(o.log, "pushed %s: %s\n", commit, subject)
-			return o.answer(commit, pl.lock), nil
+			return o.landed(ctx, commit, pl)
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("interrupted: %w", context.Cause(ctx))
 		case errors.Is(err, gitx.ErrRejected):
@@ -336,6 +335,9 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 				return nil, err
 			}
 		default:
+			if !errors.Is(err, gitx.ErrRefused) {
+				unsure = &pending{commit, pl}
+			}
 			if failures++; failures >= maxFailures {
 				return nil, fmt.Errorf("gave up after %d failed pushes: %w", failures, err)
 			}
@@ -351,7 +353,32 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		if err != nil {
 			return nil, err
 		}
+		if unsure != nil {
+			if head == unsure.commit || o.isAncestor(ctx, unsure.commit, head) {
+				fmt.Fprintf(o.log, "the push of %s landed after all\n", unsure.commit)
+				return o.landed(ctx, unsure.commit, unsure.plan)
+			}
+			unsure = nil
+		}
 	}
+}
+
+// pending is a commit pushed without a verdict, and the plan it carries out.
+type pending struct {
+	commit string
+	plan   plan
+}
+
+// landed finishes an operation whose commit is on the remote branch: a claim that
+// landed after ctx ended is given straight back.
+func (o *outRun) landed(ctx context.Context, commit string, pl plan) (*answer, error) {
+	if ctx.Err() != nil && pl.undo != nil {
+		o.giveBack(ctx, commit, pl)
+		return nil, fmt.Errorf("interrupted while claiming lock %q: %w", pl.lock, context.Cause(ctx))
+	}
+	subject, _, _ := strings.Cut(pl.msg, "\n")
+	fmt.Fprintf(o.log, "pushed %s: %s\n", commit, subject)
+	return o.answer(commit, pl.lock), nil
 }
 
 // poolAt is the configured pool at head; it must exist and have both directories.
@@ -443,7 +470,7 @@ func (o *outRun) push(ctx context.Context, parent, commit string) error {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
 	defer cancel()
 	err := o.repo.Push(pctx, commit)
-	if err == nil || errors.Is(err, gitx.ErrRejected) {
+	if err == nil || errors.Is(err, gitx.ErrRejected) || errors.Is(err, gitx.ErrRefused) {
 		return err
 	}
 	// No verdict from git (a dropped connection, a ref lock held by a concurrent

@@ -100,3 +100,58 @@ func TestStepNameWithNewlineGivesMultiLineError(t *testing.T) {
 		t.Errorf("error %q: want one line", err)
 	}
 }
+
+// A push whose connection breaks after the ref update (no verdict), while the
+// repository cannot be looked at (the fetch that would tell fails too): once a
+// later fetch works, the claim is found to have landed. Deciding again instead
+// claimed a second lock (found by the soak review). Here the hook kills
+// receive-pack after the update and moves the repository away; the test puts it
+// back when the put reports the failed push.
+func TestUnsurePushThatLandedIsNotDecidedAgain(t *testing.T) {
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1"}, lock{pool: "aws", name: "env-3"})
+	away := bare + ".away"
+	hook := `#!/bin/sh
+[ "$1" = committed ] || exit 0
+while read old new ref; do
+  [ "$ref" = refs/heads/main ] || continue
+  rm -f '` + bare + `/hooks/reference-transaction'
+  mv '` + bare + `' '` + away + `'
+  kill -9 $PPID
+done
+exit 0
+`
+	if err := os.WriteFile(filepath.Join(bare, "hooks", "reference-transaction"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := &logBuffer{}
+	failed := log.notify("failed to push")
+	done := make(chan error, 1)
+	var r result
+	go func() {
+		var err error
+		r, err = out(t, context.Background(), t.TempDir(), src(fileURL(bare), "retry_delay", "2s"), map[string]any{"acquire": true}, jobEnv, log)
+		done <- err
+	}()
+	select {
+	case <-failed:
+	case err := <-done:
+		t.Fatalf("the put ended without a failed push (%v):\n%s", err, log)
+	case <-time.After(time.Minute):
+		t.Fatalf("no failed push reported:\n%s", log)
+	}
+	if err := os.Rename(away, bare); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("put: %v\n%s", err, log)
+	}
+	var claimed []string
+	for p := range tree(t, bare) {
+		if strings.Contains(p, "/claimed/") {
+			claimed = append(claimed, p)
+		}
+	}
+	if len(claimed) != 1 || !strings.Contains(log.String(), "landed after all") {
+		t.Errorf("one acquire (answer %+v) left %v claimed; want exactly one lock\n%s", r, claimed, log)
+	}
+}

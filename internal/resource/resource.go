@@ -99,8 +99,8 @@ type script struct {
 }
 
 // run decodes the request, runs body and removes every secret from its error. An
-// error after ctx ended (Concourse's SIGTERM) says so first: "git clone: context
-// canceled" alone does not tell the user that the build was aborted.
+// error caused by ctx ending (Concourse's SIGTERM) says so first: "git clone:
+// signal: killed" alone does not tell the user that the build was aborted.
 func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*script, *request) error) error {
 	red := &redactor{w: stderr}
 	s := &script{log: red, red: red}
@@ -114,7 +114,7 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() != nil && !strings.Contains(err.Error(), "interrupted") {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) && !strings.HasPrefix(err.Error(), "interrupted") {
 		err = fmt.Errorf("interrupted (%w): %w", context.Cause(ctx), err)
 	}
 	return &scriptError{msg: red.redact(err.Error()), err: err}
