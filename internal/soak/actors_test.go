@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -21,7 +22,14 @@ import (
 // by orphans (builds Concourse does not know), whose locks the timeout frees.
 var timeouts = map[string]time.Duration{"envs": 2 * time.Minute, "devices": 2 * time.Minute, "scratch": 3 * time.Second}
 
-const poolsFlag = "envs:2m,devices:2m,scratch:3s"
+// poolsFlag is timeouts as `poolboy clean --pools` takes them.
+func poolsFlag() string {
+	var parts []string
+	for _, pool := range slices.Sorted(maps.Keys(timeouts)) {
+		parts = append(parts, pool+":"+timeouts[pool].String())
+	}
+	return strings.Join(parts, ",")
+}
 
 // pause waits up to max, or until ctx ends. It paces an actor (simulated work,
 // think time), it never stands in for waiting on another actor.
@@ -49,6 +57,11 @@ func (w *world) newActor(base, name string) *actor {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			w.t.Fatal(err)
 		}
+	}
+	// No automatic gc in the actors' clones: a detached one could outlive the test
+	// and race the removal of its directories.
+	if err := os.WriteFile(filepath.Join(a.home, ".gitconfig"), []byte("[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n"), 0o644); err != nil {
+		w.t.Fatal(err)
 	}
 	return a
 }
@@ -256,11 +269,14 @@ func (a *actor) handOff(ctx context.Context, aborts int) {
 		a.w.drop(h.epoch)
 		_, _, bad, intr := a.put(ctx, down, dir, h.pool, "release", map[string]any{"release": resName})
 		a.w.finish(down, ended(bad, intr))
+		if bad != "" {
+			a.w.leaveToTimeout(h.ref)
+		}
 		return
 	}
 	// Every re-run failed: the lock waits for its pool's timeout, as the policy says.
 	a.w.drop(h.epoch)
-	a.w.stats.add("hand-offs left to the timeout", 1)
+	a.w.leaveToTimeout(h.ref)
 }
 
 // builder runs scenarios until stop; ctx ends (aborting what runs) only after
@@ -330,13 +346,7 @@ func (a *actor) admin(ctx context.Context, stop time.Time) {
 // decommission claims one of the locks the admin added and removes it.
 func (a *actor) decommission(ctx context.Context, b *build) {
 	_, added, _, _ := a.w.snapshot()
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range added {
-			if !yield(k) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(added))
 	if len(names) == 0 {
 		a.w.finish(b, "succeeded")
 		return
@@ -388,7 +398,7 @@ func (a *actor) reaper(ctx context.Context) {
 func (a *actor) clean(ctx context.Context, cache string) bool {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + a.home, "TMPDIR=" + os.TempDir(),
 		"CONCOURSE_USERNAME=" + a.w.ccUser, "CONCOURSE_PASSWORD=" + a.w.ccPass}
-	args := []string{"clean", "--repo", a.w.url, "--branch", "main", "--pools", poolsFlag,
+	args := []string{"clean", "--repo", a.w.url, "--branch", "main", "--pools", poolsFlag(),
 		"--concourse-url", a.w.cc.URL, "--output", "json", "--cache-dir", cache, "--verbose"}
 	r := a.w.run(ctx, a.w.poolboy, args, nil, env)
 	what := a.name + ": poolboy clean"
@@ -459,10 +469,11 @@ func (w *world) injector(ctx context.Context, stop time.Time) {
 // the harness's problem, reported as such.
 func (w *world) restartDaemon() {
 	var err error
-	for range 3 {
+	for i := range 3 {
 		if err = w.daemon.Start(); err == nil {
 			return
 		}
+		time.Sleep(time.Duration(i+1) * 500 * time.Millisecond) // backoff before trying again, not synchronisation
 	}
 	w.t.Errorf("harness: git daemon did not restart: %v", err)
 }

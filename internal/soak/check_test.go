@@ -267,6 +267,12 @@ func (w *world) apply(state map[string]*lockState, c commit, pushedAt time.Time)
 			return
 		}
 		l.claimed, l.claim, l.at, l.holder = true, c.sha, c.at, trailer(c.msg, "Poolboy-Build-Id")
+		// No scenario has a build hold two locks: a second one is a leak.
+		for other, o := range state {
+			if o.claimed && o.holder == l.holder && other != key {
+				w.violate("commit %s: build %s claims %s while it still holds %s", c.sha, l.holder, key, other)
+			}
+		}
 		w.stats.add("ops: claims", 1)
 	case "Dclaimed Aunclaimed", "Aunclaimed Dclaimed":
 		op = "unclaiming"
@@ -377,9 +383,9 @@ func (w *world) checkFree(c commit, pool, key string, l *lockState, pushedAt tim
 
 // checkEnd checks the final state, after every build ended and a last clean
 // ran with everything healthy: no actor believes it holds anything, and no
-// lock is still claimed by a build that is dead (failed, errored, aborted) or
-// by an orphan past its pool's timeout. Locks of builds that succeeded without
-// releasing are kept, as the policy says, and counted.
+// lock is still claimed, except by an orphan within its pool's timeout or by a
+// build that succeeded and handed the lock to downstream builds that all failed
+// to release it (kept until the timeout, as the policy says, and counted).
 func (w *world) checkEnd(state map[string]*lockState, cleanAt time.Time) {
 	beliefs, _, _, _ := w.snapshot()
 	for _, b := range beliefs {
@@ -401,8 +407,8 @@ func (w *world) checkEnd(state map[string]*lockState, cleanAt time.Time) {
 				w.violate("at the end orphan lock %s is claimed since %s, past the %s timeout", key, l.at.Format(time.TimeOnly), timeouts[pool])
 			}
 			w.stats.add("left claimed at the end: orphan within its timeout", 1)
-		case st == "succeeded":
-			w.stats.add("left claimed at the end: build succeeded, not released (kept until the timeout)", 1)
+		case st == "succeeded" && w.leftToTimeout[l.claim]:
+			w.stats.add("left claimed at the end: build succeeded, hand-off failed (kept until the timeout)", 1)
 		default:
 			w.violate("at the end %s is still claimed by %s #%s, which is %s", key, holder.job, holder.name, st)
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
+	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/testenv"
 )
 
@@ -55,7 +56,9 @@ type world struct {
 	// The admin actor's view: locks it added (and is not removing), locks it removed.
 	added, removed map[string]string // lock -> pool
 	adminGen       uint64            // bumped on every change of added/removed
-	violations     []string
+	// Claims left to their pool's timeout: their hand-off's release never worked.
+	leftToTimeout map[string]bool
+	violations    []string
 }
 
 // build is a Concourse build of the soak pipeline, or an orphan: a build of a
@@ -88,6 +91,8 @@ func newWorld(t *testing.T) *world {
 		added:   map[string]string{},
 		removed: map[string]string{},
 		stats:   newStats(),
+
+		leftToTimeout: map[string]bool{},
 	}
 }
 
@@ -104,16 +109,18 @@ func (w *world) violate(format string, args ...any) {
 func (w *world) startBuild(job string, inputs ...string) *build {
 	w.mu.Lock()
 	w.jobSeq[job]++
-	b := &build{job: job, name: strconv.Itoa(w.jobSeq[job]), inputs: inputs,
-		trans: []transition{{time.Now(), "started"}}}
+	b := &build{job: job, name: strconv.Itoa(w.jobSeq[job]), inputs: inputs}
 	w.mu.Unlock()
 	var vs []fakeconcourse.Version
 	for _, ref := range inputs {
 		vs = append(vs, fakeconcourse.Version{Resource: resName, Ref: ref})
 	}
 	id := w.cc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: pipeline, Job: job, Name: b.name, Status: "started", Inputs: vs})
+	// Recorded once Concourse has it: a reaper that asked just before cannot
+	// have known of it, so the checks must not count it as running earlier.
 	w.mu.Lock()
 	b.id = id
+	b.trans = []transition{{time.Now(), "started"}}
 	w.builds[strconv.Itoa(id)] = b
 	w.mu.Unlock()
 	return b
@@ -142,6 +149,14 @@ func (w *world) finish(b *build, status string) {
 	w.stats.add("builds "+status, 1)
 }
 
+// leaveToTimeout records a claim nobody will release: its pool's timeout frees it.
+func (w *world) leaveToTimeout(claim string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.leftToTimeout[claim] = true
+	w.stats.add("hand-offs left to the timeout", 1)
+}
+
 // output records the version a put step of b produced, as Concourse does.
 func (w *world) output(b *build, ref string) {
 	if !b.orphan {
@@ -168,12 +183,10 @@ func (w *world) statusAt(b *build, at time.Time) string {
 	return s
 }
 
-func running(status string) bool { return status == "pending" || status == "started" }
-
 // aliveAt says whether the claim's holder, or a build it handed the claim to,
 // was running at time at: the lock was not free to take then.
 func (w *world) aliveAt(holder *build, claim string, at time.Time) (bool, string) {
-	if s := w.statusAt(holder, at); running(s) {
+	if s := w.statusAt(holder, at); policy.Running(s) {
 		return true, fmt.Sprintf("%s #%s was %s", holder.job, holder.name, s)
 	}
 	w.mu.Lock()
@@ -185,7 +198,7 @@ func (w *world) aliveAt(holder *build, claim string, at time.Time) (bool, string
 	}
 	w.mu.Unlock()
 	for _, b := range takers {
-		if s := w.statusAt(b, at); running(s) {
+		if s := w.statusAt(b, at); policy.Running(s) {
 			return true, fmt.Sprintf("it was handed to %s #%s, which was %s", b.job, b.name, s)
 		}
 	}
@@ -275,6 +288,9 @@ func (w *world) run(ctx context.Context, path string, args []string, stdin []byt
 	switch {
 	case cmd.ProcessState != nil:
 		r.code = cmd.ProcessState.ExitCode()
+	case ctx.Err() != nil:
+		// ctx had ended before the start: an abort that came first.
+		r.code, r.interrupted = -1, true
 	case err != nil:
 		r.code = -1
 		r.stderr += "\n(test: " + err.Error() + ")"
