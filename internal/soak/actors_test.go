@@ -287,17 +287,23 @@ func (a *actor) builder(ctx context.Context, first int, stop time.Time) {
 	}
 }
 
-// orphan claims scratch locks as builds of a pipeline Concourse no longer has,
-// and holds each for up to twice the pool's timeout before releasing it: about
-// half are reaped by the timeout first. Its release then finds the lock free
-// (a warning) or claimed again by the other orphan (refused: the fence).
+// orphan claims scratch locks as builds of a pipeline Concourse no longer has.
+// Every other claim it abandons (its container vanished): only the pool's
+// timeout frees it, by the final clean at the latest, so every run sees timeout
+// reaps. The others it holds for up to twice the timeout before releasing: about
+// half are reaped first, and the release then finds the lock free (a warning) or
+// claimed again by the other orphan (refused: the fence).
 func (a *actor) orphan(ctx context.Context, stop time.Time) {
-	for time.Now().Before(stop) && ctx.Err() == nil {
+	for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
 		b := a.w.startOrphan()
 		dir := a.buildDir()
 		ref, _, bad, intr := a.put(ctx, b, dir, "scratch", "acquire", map[string]any{"acquire": true})
 		if bad != "" {
 			a.w.finish(b, failed(intr))
+			continue
+		}
+		if i%2 == 0 {
+			a.w.finish(b, "aborted")
 			continue
 		}
 		if bad, intr := a.get(ctx, b, dir, "scratch", ref); bad != "" {
@@ -441,9 +447,9 @@ type fault struct {
 }
 
 var faults = []fault{
-	{"git server stopped and restarted", func(w *world) { w.daemon.Stop() }, func(w *world) { w.restartDaemon() }, 1500 * time.Millisecond},
 	{"pushes declined by the pre-receive hook", func(w *world) { w.setRejecting(true) }, func(w *world) { w.setRejecting(false) }, 4 * time.Second},
 	{"Concourse answers 500", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Status: 500, Body: `{"errors":["boom"]}`}) }, healCC, 4 * time.Second},
+	{"git server stopped and restarted", func(w *world) { w.daemon.Stop() }, func(w *world) { w.restartDaemon() }, 1500 * time.Millisecond},
 	{"Concourse answers 401", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Status: 401, Body: "not authorized"}) }, healCC, 4 * time.Second},
 	{"Concourse answers garbage", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Status: 200, Body: "<html>\x00\xff garbage"}) }, healCC, 4 * time.Second},
 	{"Concourse slow (3 s an answer, within the client's timeout)", func(w *world) { w.cc.SetFault(fakeconcourse.Fault{Delay: 3 * time.Second}) }, healCC, 3 * time.Second},
