@@ -158,7 +158,10 @@ func (r *Repo) ref() string { return "refs/heads/" + r.branch }
 // Head is the commit the local mirror of the branch points at.
 func (r *Repo) Head(ctx context.Context) (string, error) {
 	out, err := r.Output(ctx, "rev-parse", "--verify", "--quiet", r.ref()+"^{commit}")
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return "", err // git was killed: that says nothing about the branch
+	case err != nil:
 		return "", fmt.Errorf("branch %q has no commit", r.branch)
 	}
 	return strings.TrimSpace(string(out)), nil

@@ -519,3 +519,19 @@ func TestRetryUnreachable(t *testing.T) {
 		t.Errorf("cancelled while waiting: %v after %d calls, want the failure after 1", err, calls)
 	}
 }
+
+// A git command killed because ctx ended says so (errors.Is), and Head does not
+// blame the branch for it.
+func TestCancelledCommandsSayWhy(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 1)
+	r := mustOpen(t, Options{URL: "file://" + dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := r.Head(ctx)
+	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "has no commit") {
+		t.Errorf("Head after cancel: %v, want an error wrapping context.Canceled", err)
+	}
+	if _, err := r.Fetch(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Fetch after cancel: %v, want an error wrapping context.Canceled", err)
+	}
+}
