@@ -67,6 +67,7 @@ type options struct {
 	ccURL, ccUser, ccPassword, ccToken string
 	flyTarget, ccTeam, ccCACert        string
 	ccInsecure                         bool
+	ccInsecureSet                      bool // --concourse-insecure or CONCOURSE_INSECURE was given
 	reapSucceeded                      string
 
 	pushURL string // --pushgateway-url
@@ -88,7 +89,13 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd.Flags(), env)
+			if err := applyEnv(cmd.Flags(), env); err != nil {
+				return err
+			}
+			// Given on the command line or by its env var, it overrides a fly
+			// target's insecure: true in either direction.
+			o.ccInsecureSet = cmd.Flags().Changed("concourse-insecure")
+			return nil
 		},
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
@@ -148,7 +155,8 @@ func applyEnv(f *pflag.FlagSet, env Env) error {
 		}
 		for _, name := range fl.Annotations["env"] {
 			if v, ok := env(name); ok && v != "" {
-				if serr := fl.Value.Set(v); serr != nil {
+				// f.Set marks the flag changed, as the command line would.
+				if serr := f.Set(fl.Name, v); serr != nil {
 					// The value may be a secret: name the variable, not its content.
 					err = usageError{fmt.Errorf("%s: invalid value for --%s", name, fl.Name)}
 				}

@@ -59,7 +59,9 @@ func (o *options) witness(log *slog.Logger) (reaper.Witness, error) {
 	if o.ccToken != "" {
 		cfg.Token = o.ccToken
 	}
-	cfg.Insecure = cfg.Insecure || o.ccInsecure
+	if o.ccInsecureSet {
+		cfg.Insecure = o.ccInsecure
+	}
 	if o.ccCACert != "" {
 		pem, err := os.ReadFile(o.ccCACert)
 		if err != nil {

@@ -888,6 +888,24 @@ func TestConcourseAuthAndTLS(t *testing.T) {
 				home := writeFlyrc(t, "ci", g.cc.URL, "ops", g.token, "    insecure: true\n")
 				return map[string]string{"FLY_HOME": home}, []string{"status", "--repo", g.repo, "--fly-target", "ci"}
 			}, check: func(t *testing.T, g *rig, d statusDoc, reqs []fakeconcourse.Request) { alive(t, d) }},
+		{name: "fly target insecure, overridden by --concourse-insecure=false", opts: []fakeconcourse.Option{fakeconcourse.WithTLS()},
+			setup: func(t *testing.T, g *rig) (map[string]string, []string) {
+				home := writeFlyrc(t, "ci", g.cc.URL, "ops", g.token, "    insecure: true\n")
+				return map[string]string{"FLY_HOME": home}, []string{"status", "--repo", g.repo, "--fly-target", "ci", "--concourse-insecure=false"}
+			}, check: func(t *testing.T, g *rig, d statusDoc, reqs []fakeconcourse.Request) {
+				if l := d.lock(t, "aws", "env-1"); l.Build == nil || !strings.Contains(l.Build.Error+l.Warning, "certificate") {
+					t.Errorf("the certificate was not checked: %+v %q", l.Build, l.Warning)
+				}
+			}},
+		{name: "fly target insecure, overridden by CONCOURSE_INSECURE=false", opts: []fakeconcourse.Option{fakeconcourse.WithTLS()},
+			setup: func(t *testing.T, g *rig) (map[string]string, []string) {
+				home := writeFlyrc(t, "ci", g.cc.URL, "ops", g.token, "    insecure: true\n")
+				return map[string]string{"FLY_HOME": home, "CONCOURSE_INSECURE": "false"}, []string{"status", "--repo", g.repo, "--fly-target", "ci"}
+			}, check: func(t *testing.T, g *rig, d statusDoc, reqs []fakeconcourse.Request) {
+				if l := d.lock(t, "aws", "env-1"); l.Build == nil || !strings.Contains(l.Build.Error+l.Warning, "certificate") {
+					t.Errorf("the certificate was not checked: %+v %q", l.Build, l.Warning)
+				}
+			}},
 		{name: "TLS with --concourse-ca-cert", opts: []fakeconcourse.Option{fakeconcourse.WithTLS()},
 			setup: func(t *testing.T, g *rig) (map[string]string, []string) {
 				return userEnv, g.args("status", "--concourse-ca-cert", writeFile(t, "ca.pem", g.cc.CACertPEM()))
