@@ -25,7 +25,8 @@ func (w *world) git(args ...string) (string, error) {
 }
 
 // lockPath splits "pool/claimed/name" or "pool/unclaimed/name"; ok is false for
-// anything else (.gitkeep files, other paths).
+// anything else (.gitkeep files, other paths). It is deliberately not pool.Parse:
+// the checks must not share a parser with the code they check.
 func lockPath(p string) (pool, state, name string, ok bool) {
 	parts := strings.Split(p, "/")
 	if len(parts) != 3 || parts[2] == ".gitkeep" || (parts[1] != "claimed" && parts[1] != "unclaimed") {
