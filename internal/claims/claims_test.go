@@ -3,11 +3,15 @@ package claims
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +20,14 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/testenv"
 )
 
-// execGit is a claims.Git over the real git CLI: `git --git-dir=DIR args...`
-// with stdout streamed to fn. Like gitx it reads pathspecs literally, and it
-// stops git once fn returns. It counts the bytes fn read and the walks made.
+// execGit is a claims.Repo over the real git CLI: `git --git-dir=DIR args...`.
+// Like gitx it reads pathspecs literally, and it stops a streamed git once fn
+// returns. It counts the bytes streams read, and records every command. Deepen
+// fetches from src, as a shallow mirror would from its remote.
 type execGit struct {
 	t     *testing.T
 	dir   string
+	src   string // where Deepen fetches from
 	read  int64
 	calls [][]string
 }
@@ -37,10 +43,8 @@ func (c countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (g *execGit) Stream(ctx context.Context, fn func(io.Reader) error, args ...string) error {
+func (g *execGit) cmd(ctx context.Context, args []string) *exec.Cmd {
 	g.calls = append(g.calls, args)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.RequireCommand(g.t, "git"), append([]string{"--git-dir=" + g.dir}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GIT_") && !strings.HasPrefix(kv, "HOME=") {
@@ -48,6 +52,30 @@ func (g *execGit) Stream(ctx context.Context, fn func(io.Reader) error, args ...
 		}
 	}
 	cmd.Env = append(cmd.Env, "HOME="+g.t.TempDir(), "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C", "GIT_LITERAL_PATHSPECS=1")
+	return cmd
+}
+
+func (g *execGit) Output(ctx context.Context, args ...string) ([]byte, error) {
+	return g.Input(ctx, nil, nil, args...)
+}
+
+func (g *execGit) Input(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error) {
+	cmd := g.cmd(ctx, args)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdin = stdin
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("git %s: %v: %s", args[0], err, stderr.Bytes())
+	}
+	return out, nil
+}
+
+func (g *execGit) Stream(ctx context.Context, fn func(io.Reader) error, args ...string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := g.cmd(ctx, args)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -73,6 +101,34 @@ func (g *execGit) Stream(ctx context.Context, fn func(io.Reader) error, args ...
 	return nil
 }
 
+func (g *execGit) Shallow() (map[string]bool, error) {
+	data, err := os.ReadFile(filepath.Join(g.dir, "shallow"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	set := map[string]bool{}
+	for _, l := range strings.Fields(string(data)) {
+		set[l] = true
+	}
+	return set, err
+}
+
+func (g *execGit) Deepen(ctx context.Context) error {
+	_, err := g.Output(ctx, "fetch", "-q", "--deepen=100", "file://"+g.src, "+refs/heads/*:refs/heads/*")
+	return err
+}
+
+// walks counts the history walks among the commands run.
+func (g *execGit) walks() int {
+	n := 0
+	for _, c := range g.calls {
+		if c[0] == "log" {
+			n++
+		}
+	}
+	return n
+}
+
 // atEOF says whether git had nothing more to say (fn read it all).
 func atEOF(r io.Reader) bool {
 	var b [1]byte
@@ -81,6 +137,17 @@ func atEOF(r io.Reader) bool {
 }
 
 func newGit(t *testing.T, dir string) *execGit { return &execGit{t: t, dir: dir} }
+
+// find runs Find at branch main.
+func find(t *testing.T, g *execGit, paths ...string) Result {
+	t.Helper()
+	head := strings.TrimSpace(testenv.Git(t, g.dir, "rev-parse", "main"))
+	res, err := Find(context.Background(), g, head, paths)
+	if err != nil {
+		t.Fatalf("Find: %v", err)
+	}
+	return res
+}
 
 var t0 = time.Date(2026, 2, 1, 8, 0, 0, 0, time.UTC)
 
@@ -220,16 +287,17 @@ func TestFind(t *testing.T) {
 			spec := fixture.Spec{Pools: tt.pools, Start: t0, Ops: tt.ops}
 			dir := build(t, spec)
 			g := newGit(t, dir)
-			got, err := Find(context.Background(), g, []string{"main"}, tt.paths, nil)
-			if err != nil {
-				t.Fatalf("Find: %v", err)
-			}
+			res := find(t, g, tt.paths...)
+			got := res.Claims
 			wantCalls := 1
 			if len(tt.paths) == 0 {
 				wantCalls = 0
 			}
-			if len(g.calls) != wantCalls {
-				t.Errorf("%d git walks, want %d", len(g.calls), wantCalls)
+			if g.walks() != wantCalls {
+				t.Errorf("%d git walks, want %d", g.walks(), wantCalls)
+			}
+			if len(res.Conflicts) != 0 {
+				t.Errorf("conflicts on linear history: %v", res.Conflicts)
 			}
 			if len(got) != len(tt.want) {
 				t.Errorf("found %d claims %v, want %d", len(got), keys(got), len(tt.want))
@@ -264,15 +332,15 @@ func keys(m map[string]Claim) []string {
 
 func TestFindGitError(t *testing.T) {
 	dir := build(t, fixture.Spec{Pools: []string{"aws"}, Start: t0})
-	got, err := Find(context.Background(), newGit(t, dir), []string{"no-such-branch"}, []string{"aws/claimed/x"}, nil)
+	got, err := Find(context.Background(), newGit(t, dir), "no-such-branch", []string{"aws/claimed/x"})
 	if err == nil {
 		t.Fatalf("Find on a missing head = %v, want an error", got)
 	}
 }
 
-// A claim below a shallow clone's boundary is not found: the boundary commit,
-// which git shows as adding every file, proves nothing. With the full history
-// it is found.
+// A claim below a shallow clone's boundary is found by deepening: the boundary
+// commit, which git shows as adding every file, is never taken for the claim, and
+// the second walk goes on from the boundary instead of walking again from the head.
 func TestFindShallow(t *testing.T) {
 	spec := fixture.Spec{Pools: []string{"aws"}, Start: t0, Ops: []fixture.Op{
 		{Kind: fixture.Add, Pool: "aws", Lock: "old", At: at(1)},
@@ -288,62 +356,31 @@ func TestFindShallow(t *testing.T) {
 
 	dst := filepath.Join(t.TempDir(), "shallow.git")
 	testenv.Git(t, "", "clone", "-q", "--bare", "--depth=3", "file://"+src, dst)
-	shallow := map[string]bool{}
-	data, err := os.ReadFile(filepath.Join(dst, "shallow"))
+	g := &execGit{t: t, dir: dst, src: src}
+	shallow, err := g.Shallow()
 	if err != nil {
-		t.Fatalf("not a shallow clone: %v", err)
+		t.Fatal(err)
 	}
-	for _, l := range strings.Fields(string(data)) {
-		shallow[l] = true
-	}
-	boundary := testenv.Git(t, dst, "rev-parse", "main~2")
+	boundary := strings.TrimSpace(testenv.Git(t, dst, "rev-parse", "main~2"))
 	if len(shallow) != 1 || !shallow[boundary] {
-		t.Fatalf("shallow set %v, want the boundary main~2 = %s", shallow, boundary)
+		t.Fatalf("shallow set %v, want the boundary main~2 = %s (test premise)", shallow, boundary)
 	}
 
-	// Without the shallow set the boundary commit would pass for the claim:
-	// that is what the set is for.
-	got, err := Find(context.Background(), newGit(t, dst), []string{"main"}, []string{oldPath, newPath}, nil)
-	if err != nil {
-		t.Fatal(err)
+	res := find(t, g, oldPath, newPath)
+	if want := opCommit(t, src, spec, 2); res.Claims[oldPath].Commit != want || !res.Claims[oldPath].Time.Equal(at(3)) {
+		t.Errorf("claim of old = %+v, want %s at %v", res.Claims[oldPath], want, at(3))
 	}
-	if got[oldPath].Commit != boundary {
-		t.Fatalf("without the shallow set, claim of old = %q, want the boundary %s (test premise)", got[oldPath].Commit, boundary)
+	if want := opCommit(t, src, spec, 9); res.Claims[newPath].Commit != want {
+		t.Errorf("claim of new = %q, want %s", res.Claims[newPath].Commit, want)
 	}
-
-	got, err = Find(context.Background(), newGit(t, dst), []string{"main"}, []string{oldPath, newPath}, shallow)
-	if err != nil {
-		t.Fatal(err)
+	var walks [][]string
+	for _, c := range g.calls {
+		if c[0] == "log" {
+			walks = append(walks, c)
+		}
 	}
-	if c, ok := got[oldPath]; ok {
-		t.Errorf("claim of old found in shallow history: %+v", c)
-	}
-	if want := opCommit(t, src, spec, 9); got[newPath].Commit != want {
-		t.Errorf("claim of new = %q, want %s", got[newPath].Commit, want)
-	}
-
-	// Deepen to the full history: now the real claim is found.
-	testenv.Git(t, dst, "fetch", "-q", "--unshallow", "file://"+src, "main")
-	if _, err := os.Stat(filepath.Join(dst, "shallow")); !os.IsNotExist(err) {
-		t.Fatalf("still shallow after --unshallow: %v", err)
-	}
-	got, err = Find(context.Background(), newGit(t, dst), []string{"main"}, []string{oldPath, newPath}, map[string]bool{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := opCommit(t, src, spec, 2); got[oldPath].Commit != want || !got[oldPath].Time.Equal(at(3)) {
-		t.Errorf("full history: claim of old = %+v, want %s at %v", got[oldPath], want, at(3))
-	}
-	if want := opCommit(t, src, spec, 9); got[newPath].Commit != want {
-		t.Errorf("full history: claim of new = %q, want %s", got[newPath].Commit, want)
-	}
-	// A commit in the shallow set is never taken as a claim, whatever git shows.
-	got, err = Find(context.Background(), newGit(t, dst), []string{"main"}, []string{oldPath}, map[string]bool{opCommit(t, src, spec, 2): true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := got[oldPath]; ok {
-		t.Errorf("a commit in the shallow set was taken as a claim: %+v", got[oldPath])
+	if len(walks) != 2 || !slices.Contains(walks[1], boundary) || slices.Contains(walks[1], "main") {
+		t.Errorf("walks %q: want two, the second from the boundary %s", walks, boundary)
 	}
 }
 
@@ -384,25 +421,22 @@ func TestFindStopsEarly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newGit(t, dir)
-			got, err := Find(context.Background(), g, []string{"main"}, tt.paths, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := find(t, g, tt.paths...).Claims
 			for _, p := range tt.paths {
 				want := testenv.Git(t, dir, "log", "-1", "--format=%H", "--diff-filter=A", "main", "--", p)
 				if got[p].Commit != want {
 					t.Errorf("%s: claim %q, want %s", p, got[p].Commit, want)
 				}
 			}
-			if len(g.calls) != 1 {
-				t.Fatalf("%d walks, want 1", len(g.calls))
+			if g.walks() != 1 {
+				t.Fatalf("%d walks, want 1", g.walks())
 			}
 			// The whole output of the same walk, read to the end.
 			full := newGit(t, dir)
 			if err := full.Stream(context.Background(), func(r io.Reader) error {
 				_, err := io.Copy(io.Discard, r)
 				return err
-			}, g.calls[0]...); err != nil {
+			}, g.calls[slices.IndexFunc(g.calls, func(c []string) bool { return c[0] == "log" })]...); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("read %d of %d bytes", g.read, full.read)
@@ -416,110 +450,258 @@ func TestFindStopsEarly(t *testing.T) {
 	}
 }
 
-type visit struct {
-	commit, msg, path string
-	secs              int64
+// history builds a lock repository with plain git, as people edit one: branches,
+// merges in either order, octopus merges, conflicts resolved by hand. Commit dates
+// come from date, so a test can make git list commits out of order.
+type history struct {
+	t    *testing.T
+	dir  string
+	n    int
+	date func(n int) time.Time
 }
 
-func TestParse(t *testing.T) {
-	const a, b = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	rec := func(sha, secs, msg string, paths ...string) string {
-		s := "\x01" + sha + "\x00" + secs + "\x00" + msg + "\x00"
-		for i, p := range paths {
-			if i == 0 {
-				p = "\n" + p
-			}
-			s += p + "\x00"
-		}
-		return s
+func newHistory(t *testing.T, date func(n int) time.Time) *history {
+	h := &history{t: t, dir: t.TempDir(), date: date}
+	h.git("init", "-q", "-b", "main")
+	for _, f := range []string{"p/claimed/.gitkeep", "p/unclaimed/.gitkeep", "p/unclaimed/L", "p/unclaimed/K"} {
+		h.write(f, strings.TrimPrefix(filepath.Base(f), ".gitkeep"))
+	}
+	h.git("add", "-A")
+	h.commit("setup")
+	return h
+}
+
+func (h *history) git(args ...string) string {
+	h.t.Helper()
+	d := h.date(h.n).Format(time.RFC3339)
+	return strings.TrimSpace(testenv.GitEnv(h.t, h.dir, []string{"GIT_AUTHOR_DATE=" + d, "GIT_COMMITTER_DATE=" + d}, args...))
+}
+
+func (h *history) write(name, content string) {
+	h.t.Helper()
+	p := filepath.Join(h.dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// commit commits what is staged (allowing nothing) and returns the commit.
+func (h *history) commit(msg string) string {
+	h.t.Helper()
+	h.n++
+	h.git("commit", "-q", "--allow-empty", "-m", msg)
+	return h.git("rev-parse", "HEAD")
+}
+
+func (h *history) checkout(branch string) { h.git("checkout", "-q", branch) }
+func (h *history) branch(name string)     { h.git("checkout", "-q", "-b", name) }
+
+func (h *history) claim(lock, who string) string {
+	h.git("mv", "p/unclaimed/"+lock, "p/claimed/"+lock)
+	return h.commit(who + " claiming: " + lock)
+}
+
+func (h *history) release(lock, who string) string {
+	h.git("mv", "p/claimed/"+lock, "p/unclaimed/"+lock)
+	return h.commit(who + " unclaiming: " + lock)
+}
+
+func (h *history) unrelated(name string) string {
+	h.write(name, name)
+	h.git("add", name)
+	return h.commit("a person's change: " + name)
+}
+
+// merge merges branches into the current one, as `git pull` does.
+func (h *history) merge(branches ...string) string {
+	h.n++
+	h.git(append([]string{"merge", "-q", "--no-edit", "--no-ff"}, branches...)...)
+	return h.git("rev-parse", "HEAD")
+}
+
+// TestFindMerges covers histories people make with plain git. Each case runs with
+// dates that rise with every commit, with every commit in the same second, and with
+// the branches that get merged in dated before their base, so that git lists
+// commits in every order it can.
+func TestFindMerges(t *testing.T) {
+	type want struct {
+		claims    map[string]string   // path -> claim commit
+		conflicts map[string][]string // path -> standing claims
 	}
 	tests := []struct {
-		name    string
-		in      string
-		stopAt  int // stop after this many visits; 0 = never
-		want    []visit
-		wantErr string
-	}{
-		{name: "empty input", in: ""},
-		{
-			name: "multi-line message",
-			in:   rec(a, "100", "claiming: x\nBuild URL: https://ci/builds/1\n", "p/claimed/x", "p/claimed/y"),
-			want: []visit{{a, "claiming: x\nBuild URL: https://ci/builds/1", "p/claimed/x", 100}, {a, "claiming: x\nBuild URL: https://ci/builds/1", "p/claimed/y", 100}},
+		name  string
+		build func(h *history) want
+	}{{
+		// A person commits, `git pull`s (a merge whose first parent is the person's
+		// old side) and pushes; meanwhile L was released and claimed again.
+		name: "pull: first parent is the side that still shows the old claim",
+		build: func(h *history) want {
+			h.claim("L", "p/j build 1")
+			h.branch("origin")
+			h.release("L", "p/j build 1")
+			c1 := h.claim("L", "p/j build 2")
+			h.checkout("main")
+			h.unrelated("README")
+			h.merge("origin")
+			return want{claims: map[string]string{"p/claimed/L": c1}}
 		},
-		{
-			name: "empty message",
-			in:   rec(a, "100", "", "p/claimed/x") + rec(b, "50", "\n", "p/claimed/z"),
-			want: []visit{{a, "", "p/claimed/x", 100}, {b, "", "p/claimed/z", 50}},
+	}, {
+		name: "pull: first parent is the side that claimed again",
+		build: func(h *history) want {
+			h.claim("L", "p/j build 1")
+			h.branch("person")
+			h.unrelated("README")
+			h.checkout("main")
+			h.release("L", "p/j build 1")
+			c1 := h.claim("L", "p/j build 2")
+			h.merge("person")
+			return want{claims: map[string]string{"p/claimed/L": c1}}
 		},
-		{
-			name: "record without paths",
-			in:   rec(a, "100", "merge\n") + rec(b, "50", "claiming: y\n", "p/claimed/y"),
-			want: []visit{{b, "claiming: y", "p/claimed/y", 50}},
+	}, {
+		name: "claimed on a side branch and merged: the side's claim, not the merge",
+		build: func(h *history) want {
+			h.branch("side")
+			c := h.claim("L", "p/j build 3")
+			h.checkout("main")
+			h.unrelated("README")
+			h.merge("side")
+			return want{claims: map[string]string{"p/claimed/L": c}}
 		},
-		{
-			name: "message with blank lines and trailing newlines",
-			in:   rec(a, "100", "claiming: x\n\n\nbody\n\n", "p/claimed/x"),
-			want: []visit{{a, "claiming: x\n\n\nbody", "p/claimed/x", 100}},
+	}, {
+		name: "a merge that moved the lock itself is the claim",
+		build: func(h *history) want {
+			h.branch("side")
+			h.unrelated("a")
+			h.checkout("main")
+			h.unrelated("b")
+			h.git("merge", "-q", "--no-commit", "--no-ff", "side")
+			h.git("mv", "p/unclaimed/L", "p/claimed/L")
+			m := h.commit("merge, and take L by hand")
+			return want{claims: map[string]string{"p/claimed/L": m}}
 		},
-		{
-			name: "path with spaces and glob characters",
-			in:   rec(a, "100", "m\n", "my pool/claimed/a *?[b]"),
-			want: []visit{{a, "m", "my pool/claimed/a *?[b]", 100}},
+	}, {
+		name: "octopus merge",
+		build: func(h *history) want {
+			h.branch("b1")
+			cl := h.claim("L", "p/j build 4")
+			h.checkout("main")
+			h.branch("b2")
+			h.unrelated("x")
+			h.checkout("main")
+			h.branch("b3")
+			ck := h.claim("K", "p/j build 5")
+			h.checkout("main")
+			h.unrelated("y")
+			h.merge("b1", "b2", "b3")
+			return want{claims: map[string]string{"p/claimed/L": cl, "p/claimed/K": ck}}
 		},
-		{
-			name: "no trailing NUL",
-			in:   strings.TrimSuffix(rec(a, "100", "m\n", "p/claimed/x"), "\x00"),
-			want: []visit{{a, "m", "p/claimed/x", 100}},
+	}, {
+		name: "a merge that resolves a conflict keeps the claim of the side it took",
+		build: func(h *history) want {
+			h.branch("side")
+			h.write("p/unclaimed/L", "side's metadata")
+			h.git("add", "-A")
+			h.commit("updating: L")
+			h.checkout("main")
+			c := h.claim("L", "p/j build 6")
+			h.write("p/claimed/L", "main's metadata")
+			h.git("add", "-A")
+			h.commit("p/j build 6 updating: L")
+			h.n++
+			if _, _, err := testenvRun(h, "merge", "-q", "--no-edit", "side"); err == nil {
+				h.t.Fatal("merge succeeded: want a conflict (test premise)")
+			}
+			h.git("rm", "-q", "--cached", "-f", "--ignore-unmatch", "p/unclaimed/L")
+			h.write("p/claimed/L", "resolved")
+			h.git("add", "p/claimed/L")
+			h.commit("merge side, resolving L by hand")
+			if ls := h.git("ls-files", "p"); strings.Contains(ls, "unclaimed/L") || !strings.Contains(ls, "claimed/L") {
+				h.t.Fatalf("after the resolution: %s (test premise)", ls)
+			}
+			return want{claims: map[string]string{"p/claimed/L": c}}
 		},
-		{
-			name: "paths before any record are ignored",
-			in:   "stray\x00" + rec(a, "100", "m\n", "p/claimed/x"),
-			want: []visit{{a, "m", "p/claimed/x", 100}},
+	}, {
+		name: "claimed independently on two branches that were merged: a conflict",
+		build: func(h *history) want {
+			h.branch("side")
+			c1 := h.claim("L", "p/j build 7")
+			h.checkout("main")
+			c2 := h.claim("L", "p/k build 8")
+			h.merge("side")
+			return want{conflicts: map[string][]string{"p/claimed/L": {c1, c2}}}
 		},
-		{
-			name:   "stops when told",
-			in:     rec(a, "100", "m\n", "p/claimed/x", "p/claimed/y") + rec(b, "50", "n\n", "p/claimed/z"),
-			stopAt: 2,
-			want:   []visit{{a, "m", "p/claimed/x", 100}, {a, "m", "p/claimed/y", 100}},
+	}, {
+		name: "claimed again on both sides of a merge: a conflict, the old claim is not one",
+		build: func(h *history) want {
+			h.claim("L", "p/j build 1")
+			h.branch("side")
+			h.release("L", "p/j build 1")
+			c1 := h.claim("L", "p/j build 2")
+			h.checkout("main")
+			h.release("L", "p/j build 1")
+			c2 := h.claim("L", "p/k build 9")
+			ck := h.claim("K", "p/k build 9")
+			h.merge("side")
+			return want{claims: map[string]string{"p/claimed/K": ck},
+				conflicts: map[string][]string{"p/claimed/L": {c1, c2}}}
 		},
-		{
-			name:    "bad time",
-			in:      rec(a, "yesterday", "m\n", "p/claimed/x"),
-			wantErr: "bad time",
-		},
-		{
-			name:    "ends after the sha",
-			in:      "\x01" + a,
-			wantErr: "ends early",
-		},
-		{
-			name:    "ends after the time",
-			in:      "\x01" + a + "\x00100",
-			wantErr: "ends early",
-		},
+	}}
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	dates := map[string]func(n int) time.Time{
+		"rising":      func(n int) time.Time { return base.Add(time.Duration(n) * time.Minute) },
+		"same second": func(int) time.Time { return base },
+		"falling":     func(n int) time.Time { return base.Add(-time.Duration(n) * time.Minute) },
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []visit
-			err := parse(strings.NewReader(tt.in), func(c Claim, p string) bool {
-				got = append(got, visit{c.Commit, c.Message, p, c.Time.Unix()})
-				if c.Time.Location() != time.UTC {
-					t.Errorf("time %v not UTC", c.Time)
+		for _, dn := range slices.Sorted(maps.Keys(dates)) {
+			t.Run(tt.name+"/"+dn, func(t *testing.T) {
+				h := newHistory(t, dates[dn])
+				w := tt.build(h)
+				h.checkout("main")
+				var paths []string
+				for _, p := range strings.Split(h.git("ls-tree", "-r", "--name-only", "main", "p/claimed"), "\n") {
+					if !strings.HasSuffix(p, ".gitkeep") {
+						paths = append(paths, p)
+					}
 				}
-				return tt.stopAt > 0 && len(got) == tt.stopAt
+				res := find(t, newGit(t, filepath.Join(h.dir, ".git")), paths...)
+				got := map[string]string{}
+				for p, c := range res.Claims {
+					got[p] = c.Commit
+				}
+				if fmt.Sprint(got) != fmt.Sprint(w.claims) && len(got)+len(w.claims) > 0 {
+					t.Errorf("claims %v, want %v\n%s", got, w.claims, h.git("log", "--graph", "--format=%h %s", "--all"))
+				}
+				gotC := map[string][]string{}
+				for p, cs := range res.Conflicts {
+					for _, c := range cs {
+						gotC[p] = append(gotC[p], c.Commit)
+					}
+					slices.Sort(gotC[p])
+				}
+				for p := range w.conflicts {
+					slices.Sort(w.conflicts[p])
+				}
+				if fmt.Sprint(gotC) != fmt.Sprint(w.conflicts) && len(gotC)+len(w.conflicts) > 0 {
+					t.Errorf("conflicts %v, want %v\n%s", gotC, w.conflicts, h.git("log", "--graph", "--format=%h %s", "--all"))
+				}
 			})
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("parse: %v", err)
-			}
-			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Errorf("visits:\n got %+v\nwant %+v", got, tt.want)
-			}
-		})
+		}
 	}
+}
+
+// testenvRun runs git in h's work tree and returns its error instead of failing.
+func testenvRun(h *history, args ...string) (string, string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = h.dir
+	d := h.date(h.n).Format(time.RFC3339)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_DATE="+d, "GIT_COMMITTER_DATE="+d,
+		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return out.String(), errOut.String(), err
 }

@@ -32,12 +32,9 @@ import (
 type Repo interface {
 	pool.Git
 	pool.Writer
-	claims.Git
+	claims.Repo
 	Head(ctx context.Context) (string, error)
 	Fetch(ctx context.Context) (string, error)
-	Deepen(ctx context.Context) error
-	IsShallow() bool
-	Shallow() (map[string]bool, error)
 	Push(ctx context.Context, commit string) error
 }
 
@@ -176,59 +173,24 @@ func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report,
 				}
 			}
 		}
-		found, moved, err := findClaims(ctx, repo, cfg.Log, head, paths)
+		found, err := claims.Find(ctx, repo, head, paths)
 		if err != nil {
 			return nil, err
 		}
-		if moved == "" {
+		// Finding ancient claims may have deepened a shallow mirror, which fetches
+		// the branch too: if it moved, decide on the new state instead.
+		now, err := repo.Head(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if now == head {
 			var evidence map[string]*policy.Build
 			if cfg.Witness != nil {
-				evidence = cfg.Witness.Evidence(ctx, ownedClaims(found))
+				evidence = cfg.Witness.Evidence(ctx, ownedClaims(found.Claims))
 			}
 			return decide(cfg, snap, found, evidence), nil
 		}
-		head = moved // the branch moved while we deepened: start over on the new state
-	}
-}
-
-// findClaims finds the claim of every path, deepening a shallow mirror until all
-// are found. Each round walks only the history the last deepening brought: it goes
-// on from the old shallow boundary, whose own diff is real once its parents are
-// here. If the branch moved during a deepening fetch, it returns the new head.
-func findClaims(ctx context.Context, repo Repo, log *slog.Logger, head string, paths []string) (map[string]claims.Claim, string, error) {
-	found := map[string]claims.Claim{}
-	from := []string{head}
-	for {
-		shallow, err := repo.Shallow()
-		if err != nil {
-			return nil, "", err
-		}
-		var missing []string
-		for _, p := range paths {
-			if _, ok := found[p]; !ok {
-				missing = append(missing, p)
-			}
-		}
-		more, err := claims.Find(ctx, repo, from, missing, shallow)
-		if err != nil {
-			return nil, "", err
-		}
-		maps.Copy(found, more)
-		if len(found) == len(paths) || !repo.IsShallow() {
-			return found, "", nil
-		}
-		log.Debug("claims beyond the shallow history; deepening", "missing", len(paths)-len(found))
-		from = slices.Sorted(maps.Keys(shallow))
-		if err := repo.Deepen(ctx); err != nil {
-			return nil, "", err
-		}
-		now, err := repo.Head(ctx)
-		if err != nil {
-			return nil, "", err
-		}
-		if now != head {
-			return nil, now, nil
-		}
+		head = now
 	}
 }
 
@@ -247,7 +209,7 @@ func ownedClaims(found map[string]claims.Claim) []liveness.Claim {
 	return out
 }
 
-func decide(cfg Config, snap *pool.Snapshot, found map[string]claims.Claim, evidence map[string]*policy.Build) *Report {
+func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[string]*policy.Build) *Report {
 	now := cfg.Now()
 	rep := &Report{Commit: snap.Commit, At: now}
 	for _, p := range snap.Pools {
@@ -260,8 +222,15 @@ func decide(cfg Config, snap *pool.Snapshot, found map[string]claims.Claim, evid
 			intact:    p.Intact(),
 		}
 		for _, l := range p.Claimed {
-			c, ok := found[l.Path()]
+			c, ok := found.Claims[l.Path()]
 			lr := LockReport{Pool: p.Name, Name: l.Name, lock: l, timeout: pr.Timeout}
+			problem := p.Broken[l.Name]
+			if cs := found.Conflicts[l.Path()]; len(cs) > 0 && problem == "" {
+				problem = ConflictDetail(cs)
+				pr.Problems = append(pr.Problems, pool.Problem{Pool: p.Name, Lock: l.Name, Path: l.Path(), Detail: problem})
+			}
+			// A claim commit without a readable date has no age: unknown, never ancient.
+			ok = ok && !c.Time.IsZero()
 			if ok {
 				lr.ClaimCommit, lr.ClaimedAt = c.Commit, c.Time
 				lr.Owner = commitmsg.Parse(c.Message).Owner
@@ -272,7 +241,7 @@ func decide(cfg Config, snap *pool.Snapshot, found map[string]claims.Claim, evid
 				ClaimFound:    ok,
 				ClaimedAt:     c.Time,
 				Timeout:       pr.Timeout,
-				Problem:       p.Broken[l.Name],
+				Problem:       problem,
 				Build:         lr.Build,
 				ReapSucceeded: cfg.ReapSucceeded[p.Name],
 			})
@@ -285,6 +254,18 @@ func decide(cfg Config, snap *pool.Snapshot, found map[string]claims.Claim, evid
 	}
 	return rep
 }
+
+// ConflictDetail says why a lock claimed on two merged branches is left alone.
+func ConflictDetail(cs []claims.Claim) string {
+	var who []string
+	for _, c := range cs {
+		who = append(who, fmt.Sprintf("%s (%s)", commitmsg.Parse(c.Message).Owner, short(c.Commit)))
+	}
+	return "claimed independently on branches that were merged, by " + strings.Join(who, " and ") +
+		": nobody can tell which build holds it; fix the repository by hand"
+}
+
+func short(commit string) string { return commit[:min(len(commit), 12)] }
 
 // Freed is a lock the reaper released.
 type Freed struct {

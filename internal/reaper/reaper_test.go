@@ -282,3 +282,47 @@ func TestStatusDeepensShallowClone(t *testing.T) {
 		t.Errorf("found %d ancient claims, want 2", ancient)
 	}
 }
+
+// People edit lock repositories with plain git: a person's `git pull` merges their
+// old side (where env-1 still shows its 5-hour-old claim) as the first parent, while
+// on the branch env-1 was released and claimed again a minute ago. clean must judge
+// the new claim (held), not the old one (stale); and a lock claimed on two merged
+// branches is broken, never freed.
+func TestCleanMergedHistory(t *testing.T) {
+	url, now := lockRepo(t)
+	person := testenv.NewClone(t, url, "main")
+	testenv.Git(t, person.Dir, "commit", "-q", "--allow-empty", "-m", "a person's notes")
+
+	ci := testenv.NewClone(t, url, "main")
+	recent := []string{"GIT_COMMITTER_DATE=" + now.Add(-time.Minute).Format(time.RFC3339)}
+	ci.Move(t, "aws/claimed/env-1", "aws/unclaimed/env-1", "main/deploy/test build 1 unclaiming: env-1", recent...)
+	ci.Move(t, "aws/unclaimed/env-1", "aws/claimed/env-1", "main/deploy/test build 9 claiming: env-1", recent...)
+	// env-4 is claimed on the branch and, independently, in the person's clone.
+	ci.Move(t, "aws/unclaimed/env-4", "aws/claimed/env-4", "main/deploy/test build 10 claiming: env-4", recent...)
+	testenv.Git(t, person.Dir, "mv", "aws/unclaimed/env-4", "aws/claimed/env-4")
+	testenv.GitEnv(t, person.Dir, recent, "commit", "-q", "-m", "main/other/job build 3 claiming: env-4")
+	testenv.Git(t, person.Dir, "pull", "-q", "--no-rebase", "--no-edit", "origin", "main")
+	testenv.Git(t, person.Dir, "push", "-q", "origin", "HEAD:main")
+
+	res, err := reaper.Clean(context.Background(), open(t, url), config(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(freedNames(res), ","); got != "env-2" {
+		t.Errorf("freed %q, want only env-2 (stale on linear history)", got)
+	}
+	verdicts := map[string]string{}
+	for _, l := range res.Report.Pools[0].Locks {
+		verdicts[l.Name] = string(l.Verdict.State) + " " + l.Owner.String()
+	}
+	if v := verdicts["env-1"]; v != "held main/deploy/test #9" {
+		t.Errorf("env-1: %q, want held by build 9 (the claim made after the release)", v)
+	}
+	if v := verdicts["env-4"]; !strings.HasPrefix(v, "broken") {
+		t.Errorf("env-4: %q, want broken (two standing claims)", v)
+	}
+	after := state(t, person)
+	if !after["aws/claimed/env-1"] || !after["aws/claimed/env-4"] || after["aws/claimed/env-2"] {
+		t.Errorf("state after clean: %v", after)
+	}
+}

@@ -22,7 +22,7 @@ var (
 	checkDepth   = 16
 	inDepth      = 16
 	outDepth     = 1  // acquire, claim, add, update, remove, check: the head's tree is enough
-	releaseDepth = 64 // release walks back to the lock's claim commit
+	releaseDepth = 64 // release and remove walk back to the lock's claim commit
 	reapDepth    = 256
 )
 

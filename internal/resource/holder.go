@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 )
 
 // holder is the build running the script, from the BUILD_* variables Concourse gives
@@ -43,6 +45,34 @@ func holderFrom(env Env) holder {
 
 func (h holder) jobBuild() bool {
 	return h.Team != "" && h.Pipeline != "" && h.Job != "" && h.Name != ""
+}
+
+// owns says whether the claim message names this very build. The build id a poolboy
+// claim records settles it; older forms are compared by what they say (team,
+// pipeline, instance vars, job and build name, or a one-off build's id). A holder
+// without build metadata (a run by hand) owns nothing.
+func (h holder) owns(msg string) bool {
+	if id := trailer(msg, "Poolboy-Build-Id"); id != "" || h.ID == "" {
+		return id != "" && id == h.ID
+	}
+	o := commitmsg.Parse(msg).Owner
+	if !h.jobBuild() {
+		return o.IsOneOff() && o.BuildID == h.ID
+	}
+	vars := ""
+	if h.InstanceVars != "" {
+		vars = (commitmsg.Owner{Vars: rawVars(h.InstanceVars)}).VarsJSON()
+	}
+	return o.Team == h.Team && o.Pipeline == h.Pipeline && o.Job == h.Job && o.Build == h.Name && o.VarsJSON() == vars
+}
+
+// rawVars decodes BUILD_PIPELINE_INSTANCE_VARS; nil when it is not an object.
+func rawVars(vars string) map[string]json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(vars), &m) != nil {
+		return nil
+	}
+	return m
 }
 
 // prefix is what the pool resource wrote before the operation from 2018 to 2026:

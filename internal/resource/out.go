@@ -120,7 +120,7 @@ func (o *outRun) run(ctx context.Context) (*answer, error) {
 	}
 	depth := outDepth
 	switch o.op {
-	case "release":
+	case "release", "remove":
 		depth = releaseDepth
 	case "reap":
 		depth = reapDepth
@@ -177,7 +177,7 @@ func (o *outRun) prepare() error {
 	return err
 }
 
-// readStep reads NAME/name (and NAME/metadata, and for a release NAME/ref when present) from
+// readStep reads NAME/name (and NAME/metadata, and for a release or remove NAME/ref when present) from
 // the put's directory. The files must be regular files inside dir: a path or
 // symlink leading out of it is refused, so nothing else on the worker can end up
 // in the repository.
@@ -205,7 +205,7 @@ func readStep(dir, param, rel string, withMetadata bool) (step, error) {
 			return st, fmt.Errorf("could not read the metadata file of your lock: %v", err)
 		}
 	}
-	if param != "release" { // only a release is fenced
+	if param != "release" && param != "remove" { // only these are fenced
 		return st, nil
 	}
 	ref, err := readSmall(root, path.Join(rel, "ref"), 256)
@@ -576,19 +576,11 @@ func (o *outRun) claimPlan(l pool.Lock) plan {
 	}
 }
 
-// release frees the lock the step names, fenced by the claim the build holds: the
-// commit in wrote to the step's ref file, which is the claim commit when the build
-// got the lock from a put or from a get of that put's version.
-//   - The lock's current claim commit is that commit: the build still holds it; free it.
-//   - The lock is unclaimed (reaped, or released by someone else): nothing to do;
-//     succeed with a warning rather than fail the build.
-//   - The lock is claimed by another claim commit, and the build's commit claimed
-//     this lock too: it was reaped and claimed again by another build. Refuse, and
-//     leave it to its new holder.
-//   - No ref file (a get by the upstream resource), or a version that did not claim
-//     this lock: nothing to fence with; free it, as upstream would, with a warning.
+// release frees the lock the step names, fenced by the claim the build holds (see
+// fence). A lock that is not claimed any more (reaped, or released by someone else)
+// needs nothing: succeed with a warning rather than fail the build.
 func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, error) {
-	name, held := o.step.name, o.step.ref
+	name := o.step.name
 	l, found, err := find(p, name)
 	switch {
 	case err != nil:
@@ -598,30 +590,12 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 	case !l.Claimed:
 		fmt.Fprintf(o.log, "warning: lock %s is not claimed any more (reaped, or released by someone else); nothing to release\n", name)
 		return plan{lock: name, done: true}, nil
-	case held == "":
-		fmt.Fprintf(o.log, "warning: no ref file for lock %s (was it fetched by the upstream pool resource?): releasing it without checking who holds it\n", name)
-		return o.releasePlan(l, ""), nil
 	}
-	current, ok, err := claimOf(ctx, o.repo, head, l.Path())
+	claim, err := o.fence(ctx, head, l)
 	if err != nil {
 		return plan{}, err
 	}
-	if ok && current.Commit == held {
-		return o.releasePlan(l, held), nil
-	}
-	ours, err := added(ctx, o.repo, held, l.Path())
-	if err != nil {
-		return plan{}, err
-	}
-	if ours {
-		by := "another claim"
-		if ok {
-			by = fmt.Sprintf("%s (claim %s)", ownerOf(current.Message), current.Commit)
-		}
-		return plan{}, fmt.Errorf("lock %q was reaped after this build claimed it (%s) and has been claimed again by %s: not releasing it", name, held, by)
-	}
-	fmt.Fprintf(o.log, "warning: version %s did not claim lock %s: releasing it without checking who holds it\n", held, name)
-	return o.releasePlan(l, ""), nil
+	return o.releasePlan(l, claim), nil
 }
 
 func (o *outRun) releasePlan(l pool.Lock, claim string) plan {
@@ -649,7 +623,8 @@ func (o *outRun) add(p *pool.Pool, claimed bool) (plan, error) {
 	}, nil
 }
 
-// remove removes a claimed lock; as upstream, an unclaimed one must be claimed first.
+// remove removes a claimed lock, fenced as release is; as upstream, an unclaimed one
+// must be claimed first.
 func (o *outRun) remove(ctx context.Context, head string, p *pool.Pool) (plan, error) {
 	l, found, err := find(p, o.step.name)
 	switch {
@@ -660,7 +635,15 @@ func (o *outRun) remove(ctx context.Context, head string, p *pool.Pool) (plan, e
 	case !l.Claimed:
 		return plan{}, fmt.Errorf("lock %q in pool %q is not claimed: the pool resource removes only claimed locks (claim it first)", l.Name, p.Name)
 	}
-	return plan{lock: l.Name, edits: []pool.Edit{{Path: l.Path()}}, msg: o.holder.message("removing", l.Name)}, nil
+	claim, err := o.fence(ctx, head, l)
+	if err != nil {
+		return plan{}, err
+	}
+	var extra []string
+	if claim != "" {
+		extra = append(extra, "Poolboy-Claim-Commit: "+claim)
+	}
+	return plan{lock: l.Name, edits: []pool.Edit{{Path: l.Path()}}, msg: o.holder.message("removing", l.Name, extra...)}, nil
 }
 
 // update replaces an unclaimed lock's metadata, waiting while the lock is claimed,
