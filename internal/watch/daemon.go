@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/backoff"
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
@@ -223,9 +223,7 @@ func (w *worker) run(ctx context.Context) {
 // MaxBackoff and the interval, scaled by a random factor in [0.5, 1.5) so replicas
 // and repos do not retry in lock-step.
 func (d *Daemon) backoff(n int) time.Duration {
-	limit := min(d.opts.MaxBackoff, d.cfg.Interval)
-	b := min(time.Second<<min(n-1, 20), limit)
-	return time.Duration(float64(b) * (0.5 + rand.Float64()))
+	return backoff.Exp(n, time.Second, min(d.opts.MaxBackoff, d.cfg.Interval))
 }
 
 // cycle is one fetch-decide-push of the repo. A cancelled ctx gives the cycle
