@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,7 @@ type Daemon struct {
 	opts    Options
 	log     *slog.Logger
 	cc      *concourse.Client // nil: no Concourse
+	health  *ccHealth         // nil: no Concourse
 	workers []*worker
 	byName  map[string]*worker
 	metrics *metrics
@@ -70,6 +72,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	if cfg.Concourse != nil {
 		cc := cfg.Concourse.Client
 		cc.Logger = opts.Log
+		cc.Now = opts.now
 		c, err := concourse.New(cc)
 		if err != nil {
 			return nil, err
@@ -83,6 +86,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		d.byName[r.Name] = w
 	}
 	d.metrics = newMetrics(d)
+	if d.cc != nil {
+		d.health = newCCHealth(d.metrics.reg, strings.TrimRight(cfg.Concourse.Client.URL, "/"))
+	}
 	return d, nil
 }
 
@@ -301,7 +307,7 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 	cfg := reaper.Config{Timeouts: w.cfg.Timeouts, ReapSucceeded: w.cfg.ReapOnSuccess, Log: w.log, Now: d.now}
 	if d.cc != nil {
 		// A witness lives for one cycle: its answers are cached for that long only.
-		cfg.Witness = liveness.New(meteredConcourse{d.cc, d.metrics},
+		cfg.Witness = liveness.New(meteredConcourse{d.cc, d},
 			liveness.Options{Team: d.cfg.Concourse.Team, WebURL: d.cfg.Concourse.Client.URL, Log: w.log})
 	}
 	res, err := reaper.Clean(ctx, repo, cfg, false)
