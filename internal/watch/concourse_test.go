@@ -3,12 +3,16 @@ package watch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
@@ -238,4 +242,49 @@ func TestAConcourseOutageIsVisible(t *testing.T) {
 	goodAt = clock.Now()
 	d.cycle(t)
 	check("after the outage", true)
+}
+
+// What counts as Concourse answering: a build, or a 404/400/403 about the
+// thing asked for; not an unreachable server, a 5xx, a failed login or a 401.
+// A lookup cancelled by the daemon's shutdown says nothing.
+func TestConcourseHealthRecord(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		err  error
+		up   bool
+	}{
+		{"a build", nil, true},
+		{"404", &concourse.StatusError{Code: 404, Method: "GET", Path: "/api/v1/builds/1"}, true},
+		{"no such version", fmt.Errorf("concourse: no version: %w", concourse.ErrNotFound), true},
+		{"403", &concourse.StatusError{Code: 403, Method: "GET", Path: "/api/v1/builds/1"}, true},
+		{"401", &concourse.StatusError{Code: 401, Method: "GET", Path: "/api/v1/builds/1"}, false},
+		{"502", &concourse.StatusError{Code: 502, Method: "GET", Path: "/api/v1/builds/1"}, false},
+		{"login failed", errors.New("concourse: login as bot failed: 502"), false},
+		{"timeout", fmt.Errorf("concourse: GET /api/v1/builds/1: %w", context.DeadlineExceeded), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCCHealth(prometheus.NewRegistry(), "https://ci.example.com")
+			h.record(t0, errors.New("concourse: GET /api/v1/builds/1: connection refused"))
+			h.record(t0.Add(time.Minute), tc.err)
+			h.record(t0.Add(2*time.Minute), context.Canceled)
+			d := h.doc()
+			if d.Up == nil || *d.Up != tc.up {
+				t.Fatalf("up %v, want %v", d.Up, tc.up)
+			}
+			var m dto.Metric
+			if err := h.up.WithLabelValues("https://ci.example.com").Write(&m); err != nil || m.GetGauge().GetValue() != map[bool]float64{true: 1}[tc.up] {
+				t.Errorf("poolboy_concourse_up %v (%v)", m.GetGauge().GetValue(), err)
+			}
+			if tc.up {
+				if d.LastSuccess == nil || !d.LastSuccess.Equal(t0.Add(time.Minute)) || d.DownSince != nil {
+					t.Errorf("doc %+v", d)
+				}
+				return
+			}
+			if d.LastSuccess != nil || d.DownSince == nil || !d.DownSince.Equal(t0) || d.LastError != tc.err.Error() {
+				t.Errorf("doc %+v: down since the first failure, with the last error", d)
+			}
+		})
+	}
 }
