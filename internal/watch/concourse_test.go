@@ -211,7 +211,12 @@ func TestAConcourseOutageIsVisible(t *testing.T) {
 			}
 			return
 		}
-		for what, body := range map[string]string{"/readyz": ready, "page": page} {
+		// The page as a person sees it, in a browser.
+		seen := visibleText(string(chromium(t, d.srv.URL+"/", "--dump-dom")))
+		if !strings.Contains(seen, "Concourse is not answering.") {
+			t.Errorf("%s: chromium shows no Concourse warning:\n%s", when, seen)
+		}
+		for what, body := range map[string]string{"/readyz": ready, "page": visibleText(page), "chromium": seen} {
 			if !strings.Contains(body, "Concourse "+cc.URL+" has not answered since") || !strings.Contains(body, "502") ||
 				!strings.Contains(body, "last good answer 2h ago") || !strings.Contains(body, "the timeouts decide alone") {
 				t.Errorf("%s: %s does not name the outage:\n%s", when, what, body)
