@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/poolboy-ci/poolboy/internal/backoff"
 )
 
 // DefaultRequestTimeout is the per-request timeout used when
@@ -49,6 +51,9 @@ type Config struct {
 	// is built with the TLS settings above; when its Transport is nil or an
 	// *http.Transport, Insecure and CACertPEM are applied to a clone of it.
 	HTTPClient *http.Client
+	// Now is the clock that token expiry and login backoff are measured by
+	// (tests let days pass with it); nil: time.Now.
+	Now func() time.Time
 }
 
 // StatusError is an unexpected HTTP status from Concourse.
@@ -139,13 +144,24 @@ type Client struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	hc       *http.Client
+	now      func() time.Time
 
-	sem chan struct{} // guards token, logins and loginErr, and serialises logins
-	// logins counts login attempts; loginErr is the failed one, returned from then on.
-	logins   int
-	loginErr error
-	token    string
+	sem       chan struct{} // guards the fields below, and serialises logins
+	token     string
+	expiry    time.Time // when token expires; zero: unknown, used until refused
+	refreshAt time.Time // when to replace token while it is still valid; zero: never
+	failures  int       // logins failed in a row
+	lastErr   error     // the last failed login's error
+	retryAt   time.Time // no login before this, after a failed one
 }
+
+// Failed logins are retried by backoff.Exp from loginBackoff up to
+// maxLoginBackoff; lookups meanwhile fail at once with the last error, so a
+// dead token endpoint is asked once per backoff, not once per lookup.
+const (
+	loginBackoff    = time.Second
+	maxLoginBackoff = 5 * time.Minute
+)
 
 // New validates cfg and returns a Client. It does not touch the network.
 func New(cfg Config) (*Client, error) {
@@ -196,8 +212,12 @@ func New(cfg Config) (*Client, error) {
 		timeout:  cfg.RequestTimeout,
 		log:      cfg.Logger,
 		hc:       hc,
+		now:      cfg.Now,
 		sem:      make(chan struct{}, 1),
 		token:    cfg.Token,
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if c.timeout == 0 {
 		c.timeout = DefaultRequestTimeout
@@ -462,7 +482,8 @@ func varsJSON(vars map[string]json.RawMessage) (string, error) {
 }
 
 // get fetches base+path?query and decodes the JSON answer into out. A 401
-// with password credentials leads to one fresh login and one retry.
+// with password credentials leads to one fresh login and one retry; a 401 for
+// that fresh token counts as a failed login.
 func (c *Client) get(ctx context.Context, path, query string, out any) error {
 	target := joinTarget(path, query)
 	tok, err := c.currentToken(ctx, "")
@@ -479,6 +500,9 @@ func (c *Client) get(ctx context.Context, path, query string, out any) error {
 		}
 		if body, code, err = c.do(ctx, target, tok); err != nil {
 			return err
+		}
+		if code == http.StatusUnauthorized {
+			c.refused(ctx, tok)
 		}
 	}
 	if code < 200 || code > 299 {
@@ -523,8 +547,11 @@ func (c *Client) do(ctx context.Context, target, token string) ([]byte, int, err
 
 // currentToken returns the token to use. With stale != "" the caller got a
 // 401 with stale: a new login happens unless another request already
-// replaced that token. Without credentials the (possibly empty) static token
-// is returned.
+// replaced that token. A token is also replaced when it has expired, and a
+// quarter of its lifetime before that (6 h for Concourse's 24 h tokens): a
+// token endpoint that is down for less than that costs no lookup, as the old
+// token serves meanwhile. Without credentials the (possibly empty) static
+// token is returned.
 func (c *Client) currentToken(ctx context.Context, stale string) (string, error) {
 	select {
 	case c.sem <- struct{}{}:
@@ -532,38 +559,76 @@ func (c *Client) currentToken(ctx context.Context, stale string) (string, error)
 		return "", fmt.Errorf("concourse: waiting for login: %w", ctx.Err())
 	}
 	defer func() { <-c.sem }()
-	if !c.canLogin || (c.token != "" && c.token != stale) {
+	if !c.canLogin {
 		return c.token, nil
 	}
-	// At most a login and one re-login per Client (one run): a wrong password is
-	// tried once, not once per build, and a dead Concourse costs one wait, not many.
-	if c.loginErr != nil {
-		return "", c.loginErr
+	now := c.now()
+	valid := c.token != "" && c.token != stale && (c.expiry.IsZero() || now.Before(c.expiry))
+	if valid && (c.refreshAt.IsZero() || now.Before(c.refreshAt)) {
+		return c.token, nil
 	}
-	if c.logins >= 2 {
-		return "", errors.New("concourse: a fresh token was rejected too")
+	if now.Before(c.retryAt) {
+		if valid {
+			return c.token, nil
+		}
+		return "", fmt.Errorf("%w (%d failed in a row; next try in %s)", c.lastErr, c.failures, c.retryAt.Sub(now).Round(time.Millisecond))
 	}
-	c.logins++
-	tok, err := c.login(ctx)
+	tok, expiry, err := c.login(ctx)
 	if err != nil {
-		c.loginErr = err
+		if ctx.Err() != nil {
+			return "", err // the caller gave up: no verdict on Concourse
+		}
+		c.failedLocked(err)
+		if valid {
+			c.log.Warn("concourse: could not refresh the token; using the current one until it expires",
+				"expires", c.expiry, "error", err)
+			return c.token, nil
+		}
 		return "", err
 	}
-	c.token = tok
+	c.token, c.expiry, c.refreshAt = tok, expiry, time.Time{}
+	if !expiry.IsZero() {
+		c.refreshAt = expiry.Add(-expiry.Sub(now) / 4)
+	}
+	c.failures, c.lastErr, c.retryAt = 0, nil, time.Time{}
 	return tok, nil
 }
 
+// failedLocked records a failed login and when the next may happen.
+func (c *Client) failedLocked(err error) {
+	c.failures++
+	c.lastErr = err
+	c.retryAt = c.now().Add(backoff.Exp(c.failures, loginBackoff, maxLoginBackoff))
+}
+
+// refused is told that tok, just issued by a re-login, got a 401 too: it is
+// dropped and the next login waits for the backoff.
+func (c *Client) refused(ctx context.Context, tok string) {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-c.sem }()
+	if c.token == tok {
+		c.token = ""
+		c.failedLocked(errors.New("concourse: a fresh token was refused (401)"))
+	}
+}
+
 // login gets a token with the password grant, from /sky/issuer/token or,
-// when that does not exist (before v6.1), /sky/token.
-func (c *Client) login(ctx context.Context) (string, error) {
+// when that does not exist (before v6.1), /sky/token, and says when it
+// expires by the client's clock (zero: the answer did not say).
+func (c *Client) login(ctx context.Context) (string, time.Time, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.hc)
+	issued := c.now()
 	tok, err := c.loginAt(ctx, "/sky/issuer/token")
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode == http.StatusNotFound {
 		tok, err = c.loginAt(ctx, "/sky/token")
 	}
 	if err == nil {
-		return tok, nil
+		return tok.AccessToken, expiry(tok, issued), nil
 	}
 	if errors.As(err, &re) {
 		msg := fmt.Sprintf("concourse: login as %s failed: ", c.user)
@@ -573,12 +638,27 @@ func (c *Client) login(ctx context.Context) (string, error) {
 		if re.ErrorCode != "" {
 			msg += fmt.Sprintf(" (%s)", oneLine(re.ErrorCode))
 		}
-		return "", errors.New(msg)
+		return "", time.Time{}, errors.New(msg)
 	}
-	return "", fmt.Errorf("concourse: login as %s failed: %w", c.user, scrub(err, c.password))
+	return "", time.Time{}, fmt.Errorf("concourse: login as %s failed: %w", c.user, scrub(err, c.password))
 }
 
-func (c *Client) loginAt(ctx context.Context, path string) (string, error) {
+// expiry is when tok expires: issued + expires_in (v6.1+), or the "expiry"
+// a server before v6.1 answers. oauth2's own Expiry is not used: it is
+// computed with the wall clock, not the client's.
+func expiry(tok *oauth2.Token, issued time.Time) time.Time {
+	if tok.ExpiresIn > 0 {
+		return issued.Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
+	if s, ok := tok.Extra("expiry").(string); ok {
+		if t, err := time.Parse(time.RFC3339, s); err == nil && t.After(issued) {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
+func (c *Client) loginAt(ctx context.Context, path string) (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	conf := oauth2.Config{
@@ -592,12 +672,12 @@ func (c *Client) loginAt(ctx context.Context, path string) (string, error) {
 	}
 	tok, err := conf.PasswordCredentialsToken(ctx, c.user, c.password)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if tok.AccessToken == "" {
-		return "", errors.New("answer has no access_token")
+		return nil, errors.New("answer has no access_token")
 	}
-	return tok.AccessToken, nil
+	return tok, nil
 }
 
 // scrub shortens a transport error and guards against a secret turning up in

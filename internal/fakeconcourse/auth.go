@@ -10,11 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
-// tokenTTL: tokens last 24 h by default; Dex answers expires_in 86399.
-const tokenTTL = 24 * time.Hour
+// defaultTokenTTL: tokens last 24 h by default; Dex answers expires_in 86399.
+const defaultTokenTTL = 24 * time.Hour
 
 type tokenInfo struct {
 	user   string
@@ -25,7 +26,8 @@ type tokenInfo struct {
 // ATC's (v6.1+), or a JWT-looking one on a legacy server. It also returns an
 // id_token (a JWT that is not an access token) for the modern answer.
 func (s *Server) mintLocked(userName string) (access, idToken string) {
-	exp := time.Now().Add(tokenTTL)
+	now := s.now()
+	exp := now.Add(s.ttl)
 	if s.legacy {
 		access = fakeJWT(map[string]any{
 			"sub": subject(userName), "user_id": userName, "user_name": userName, "name": userName,
@@ -41,7 +43,7 @@ func (s *Server) mintLocked(userName string) (access, idToken string) {
 	s.tokens[access] = tokenInfo{user: userName, expiry: exp}
 	idToken = fakeJWT(map[string]any{
 		"iss": s.URL + "/sky/issuer", "sub": subject(userName), "aud": "fly",
-		"exp": exp.Unix(), "iat": time.Now().Unix(), "at_hash": randomB64(16),
+		"exp": exp.Unix(), "iat": now.Unix(), "at_hash": randomB64(16),
 		"email": userName, "email_verified": false, "name": userName, "preferred_username": userName,
 		"federated_claims": map[string]string{"connector_id": "local", "user_id": userName},
 	})
@@ -102,7 +104,7 @@ func (s *Server) bearerUser(r *http.Request) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ti, ok := s.tokens[parts[1]]
-	if !ok || time.Now().After(ti.expiry) {
+	if !ok || !s.now().Before(ti.expiry) {
 		return ""
 	}
 	return ti.user
@@ -200,7 +202,7 @@ func (s *Server) handleIssuerToken(w http.ResponseWriter, r *http.Request) {
 		TokenType   string `json:"token_type"`
 		ExpiresIn   int    `json:"expires_in"`
 		IDToken     string `json:"id_token"`
-	}{access, "bearer", int(tokenTTL/time.Second) - 1, idToken})
+	}{access, "bearer", int(s.ttl/time.Second) - 1, idToken})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
@@ -257,4 +259,28 @@ func (s *Server) handleLegacyToken(w http.ResponseWriter, r *http.Request) {
 		TokenType   string    `json:"token_type"`
 		Expiry      time.Time `json:"expiry"`
 	}{access, "Bearer", exp})
+}
+
+// Clock is a clock for tests that moves only when told: give its Now to
+// WithClock and to the code under test, and let days pass with Advance.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock showing start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }

@@ -17,6 +17,8 @@
 //     "main" team is an admin and may read every team, as on real Concourse.
 //   - Access tokens are opaque (20 random bytes and the expiry, base64, like
 //     the ATC's); the id_token is a JWT and is rejected as a bearer token.
+//     They last 24 h (WithTokenTTL) by the server's clock (WithClock); an
+//     expired token is answered as no token: 401.
 //   - input_to of an unknown version id answers 200 with [] (the ATC does
 //     not look the version up); only an unknown resource is 404.
 package fakeconcourse
@@ -41,6 +43,8 @@ import (
 type config struct {
 	legacyAuth bool
 	tls        bool
+	now        func() time.Time
+	tokenTTL   time.Duration
 }
 
 // Option configures New.
@@ -56,6 +60,15 @@ func WithLegacyAuth() Option { return func(c *config) { c.legacyAuth = true } }
 // WithTLS serves HTTPS (httptest.NewTLSServer); see CACertPEM.
 func WithTLS() Option { return func(c *config) { c.tls = true } }
 
+// WithClock makes now the server's clock (default time.Now): it dates the
+// tokens it issues and decides when they have expired, and dates builds, so
+// a test can let days pass without waiting for them.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithTokenTTL makes issued tokens last d instead of Concourse's 24 h; the
+// token answer's expires_in says so (d in seconds, less one, as Dex rounds).
+func WithTokenTTL(d time.Duration) Option { return func(c *config) { c.tokenTTL = d } }
+
 // Server is a running fake. All methods are safe for concurrent use.
 type Server struct {
 	// URL is the base URL, without a trailing slash.
@@ -64,6 +77,8 @@ type Server struct {
 	t      testing.TB
 	srv    *httptest.Server
 	legacy bool
+	now    func() time.Time
+	ttl    time.Duration
 	mux    *http.ServeMux
 	closed chan struct{}
 
@@ -138,8 +153,10 @@ type Build struct {
 // Version is a version {"ref": Ref} of a resource in the build's own pipeline.
 type Version struct{ Resource, Ref string }
 
-// Fault makes every /api/ and /sky/ request misbehave until SetFault(Fault{}).
+// Fault makes every /api/ and /sky/ request (or only those for Path) misbehave
+// until SetFault(Fault{}).
 type Fault struct {
+	Path   string        // "": every /api/ and /sky/ request; else only this path, e.g. "/sky/issuer/token"
 	Status int           // 0: none; otherwise answer Status with Body instead of the real answer
 	Body   string        //
 	Delay  time.Duration // wait this long first; a client that gives up ends the wait
@@ -167,9 +184,17 @@ func New(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	if cfg.tokenTTL <= 0 {
+		cfg.tokenTTL = defaultTokenTTL
+	}
 	s := &Server{
 		t:         t,
 		legacy:    cfg.legacyAuth,
+		now:       cfg.now,
+		ttl:       cfg.tokenTTL,
 		closed:    make(chan struct{}),
 		users:     map[string]*user{},
 		teams:     map[string]bool{},
@@ -233,7 +258,8 @@ func (s *Server) TokensIssued() int {
 	return s.tokensIssued
 }
 
-// SetFault applies f to every /api/ and /sky/ request until SetFault(Fault{}).
+// SetFault applies f to every /api/ and /sky/ request (or those for f.Path)
+// until SetFault(Fault{}).
 func (s *Server) SetFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -314,7 +340,7 @@ func (s *Server) AddBuild(b Build) int {
 			s.ensureVersionLocked(p, v)
 		}
 	}
-	now := time.Now().Unix()
+	now := s.now().Unix()
 	nb.status = status
 	if status != "pending" {
 		nb.startTime = now
@@ -336,7 +362,7 @@ func (s *Server) SetStatus(id int, status string) {
 		s.t.Errorf("fakeconcourse: SetStatus(%d, %q): no such build or invalid status", id, status)
 		return
 	}
-	now := time.Now().Unix()
+	now := s.now().Unix()
 	switch {
 	case status == "pending":
 		b.startTime, b.endTime = 0, 0
@@ -566,7 +592,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/sky/") {
+	if (strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/sky/")) &&
+		(fault.Path == "" || fault.Path == r.URL.Path) {
 		if fault.Delay > 0 {
 			timer := time.NewTimer(fault.Delay)
 			select {

@@ -796,3 +796,49 @@ func TestAddOutputOfARunningBuild(t *testing.T) {
 		t.Errorf("the version is not listed: %s", r.body)
 	}
 }
+
+// Tokens expire by the server's clock, as the token answer says, and an
+// expired token is a 401 as a missing one is.
+func TestTokensExpireByTheClock(t *testing.T) {
+	clock := NewClock(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
+	s := newFake(t, WithClock(clock.Now), WithTokenTTL(time.Hour))
+	id := s.AddBuild(Build{Team: "main", Status: "started"})
+	path := fmt.Sprintf("/api/v1/builds/%d", id)
+
+	r := tokenRequest(t, s, "/sky/issuer/token", "alice", alicePW, true, flyScope)
+	wantStatus(t, "token", r, 200)
+	tok := decode[map[string]any](t, r.body)
+	if tok["expires_in"] != float64(3599) {
+		t.Errorf("expires_in %v, want 3599", tok["expires_in"])
+	}
+	access, _ := tok["access_token"].(string)
+	b := decode[map[string]any](t, get(t, s, path, bearer(access)).body)
+	if b["start_time"] != float64(clock.Now().Unix()) {
+		t.Errorf("start_time %v, want the fake clock's %d", b["start_time"], clock.Now().Unix())
+	}
+	clock.Advance(time.Hour - time.Second)
+	wantStatus(t, "a second before expiry", get(t, s, path, bearer(access)), 200)
+	clock.Advance(time.Second)
+	wantStatus(t, "at expiry", get(t, s, path, bearer(access)), 401)
+	wantStatus(t, "a fresh token", get(t, s, path, bearer(s.Token("alice"))), 200)
+
+	// Legacy servers say when instead of how long.
+	l := newFake(t, WithLegacyAuth(), WithClock(clock.Now), WithTokenTTL(time.Hour))
+	r = tokenRequest(t, l, "/sky/token", "alice", alicePW, true, flyScope)
+	lt := decode[map[string]any](t, r.body)
+	if exp, err := time.Parse(time.RFC3339, fmt.Sprint(lt["expiry"])); err != nil || !exp.Equal(clock.Now().Add(time.Hour)) {
+		t.Errorf("legacy expiry %v (%v), want %v", lt["expiry"], err, clock.Now().Add(time.Hour))
+	}
+}
+
+// A fault can hit one path only: the token endpoint down, the API up.
+func TestFaultOnOnePath(t *testing.T) {
+	s := newFake(t)
+	id := s.AddBuild(Build{Team: "main", Status: "started"})
+	tok := bearer(s.Token("alice"))
+	s.SetFault(Fault{Path: "/sky/issuer/token", Status: 502})
+	wantStatus(t, "token endpoint", tokenRequest(t, s, "/sky/issuer/token", "alice", alicePW, true, flyScope), 502)
+	wantStatus(t, "API", get(t, s, fmt.Sprintf("/api/v1/builds/%d", id), tok), 200)
+	s.SetFault(Fault{})
+	wantStatus(t, "token endpoint after", tokenRequest(t, s, "/sky/issuer/token", "alice", alicePW, true, flyScope), 200)
+}

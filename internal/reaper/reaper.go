@@ -15,11 +15,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/backoff"
 	"github.com/poolboy-ci/poolboy/internal/claims"
 	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
@@ -76,8 +76,7 @@ func (c *Config) defaults() {
 // Backoff waits 250ms, 500ms, 1s, ... capped at 8s, each scaled by a random factor
 // in [0.5, 1.5) so that racing reapers do not collide again in lock-step.
 func Backoff(attempt int) time.Duration {
-	d := 250 * time.Millisecond << min(attempt-1, 5)
-	return time.Duration(float64(d) * (0.5 + rand.Float64()))
+	return backoff.Exp(attempt, 250*time.Millisecond, 8*time.Second)
 }
 
 // LockReport is one claimed lock and its verdict.

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/backoff"
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
@@ -41,6 +42,7 @@ type Daemon struct {
 	opts    Options
 	log     *slog.Logger
 	cc      *concourse.Client // nil: no Concourse
+	health  *ccHealth         // nil: no Concourse
 	workers []*worker
 	byName  map[string]*worker
 	metrics *metrics
@@ -70,6 +72,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	if cfg.Concourse != nil {
 		cc := cfg.Concourse.Client
 		cc.Logger = opts.Log
+		cc.Now = opts.now
 		c, err := concourse.New(cc)
 		if err != nil {
 			return nil, err
@@ -83,6 +86,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		d.byName[r.Name] = w
 	}
 	d.metrics = newMetrics(d)
+	if d.cc != nil {
+		d.health = newCCHealth(d.metrics.reg, strings.TrimRight(cfg.Concourse.Client.URL, "/"))
+	}
 	return d, nil
 }
 
@@ -223,9 +229,7 @@ func (w *worker) run(ctx context.Context) {
 // MaxBackoff and the interval, scaled by a random factor in [0.5, 1.5) so replicas
 // and repos do not retry in lock-step.
 func (d *Daemon) backoff(n int) time.Duration {
-	limit := min(d.opts.MaxBackoff, d.cfg.Interval)
-	b := min(time.Second<<min(n-1, 20), limit)
-	return time.Duration(float64(b) * (0.5 + rand.Float64()))
+	return backoff.Exp(n, time.Second, min(d.opts.MaxBackoff, d.cfg.Interval))
 }
 
 // cycle is one fetch-decide-push of the repo. A cancelled ctx gives the cycle
@@ -303,7 +307,7 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 	cfg := reaper.Config{Timeouts: w.cfg.Timeouts, ReapSucceeded: w.cfg.ReapOnSuccess, Log: w.log, Now: d.now}
 	if d.cc != nil {
 		// A witness lives for one cycle: its answers are cached for that long only.
-		cfg.Witness = liveness.New(meteredConcourse{d.cc, d.metrics},
+		cfg.Witness = liveness.New(meteredConcourse{d.cc, d},
 			liveness.Options{Team: d.cfg.Concourse.Team, WebURL: d.cfg.Concourse.Client.URL, Log: w.log})
 	}
 	res, err := reaper.Clean(ctx, repo, cfg, false)

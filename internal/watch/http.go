@@ -31,11 +31,18 @@ func (d *Daemon) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// A Concourse outage is named but does not fail readiness: cycles go on,
+		// the timeouts deciding alone, and restarting or unlisting the daemon
+		// would not bring Concourse back.
+		note := ""
+		if warn := d.ccWarning(); warn != "" {
+			note = "\nwarning: " + warn
+		}
 		if err := d.ready(); err != nil {
-			http.Error(w, "not ready: "+strings.ReplaceAll(err.Error(), "\n", "; "), http.StatusServiceUnavailable)
+			http.Error(w, "not ready: "+strings.ReplaceAll(err.Error(), "\n", "; ")+note, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprintln(w, "ready"+note)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{Registry: d.metrics.reg}))
 	mux.HandleFunc("GET /api/pools", d.servePools)
@@ -49,7 +56,9 @@ type PoolsDoc struct {
 	Schema      string    `json:"schema"`
 	GeneratedAt time.Time `json:"generated_at"`
 	Interval    float64   `json:"interval_seconds"`
-	Repos       []RepoDoc `json:"repos"`
+	// Concourse is what the lookups found of Concourse; null without one.
+	Concourse *ConcourseDoc `json:"concourse"`
+	Repos     []RepoDoc     `json:"repos"`
 }
 
 // RepoDoc is one repo in /api/pools.
@@ -76,6 +85,9 @@ func timePtr(t time.Time) *time.Time {
 // Pools is the /api/pools document now.
 func (d *Daemon) Pools() PoolsDoc {
 	doc := PoolsDoc{Schema: APISchema, GeneratedAt: d.now().UTC(), Interval: d.cfg.Interval.Seconds(), Repos: []RepoDoc{}}
+	if d.health != nil {
+		doc.Concourse = d.health.doc()
+	}
 	for _, w := range d.workers {
 		st := w.snapshot()
 		rd := RepoDoc{Name: st.Name, Branch: st.Branch, Running: st.Running, Cycles: st.Cycles,

@@ -55,38 +55,40 @@ func (r meteredRepo) Push(ctx context.Context, commit string) error {
 	return r.op(ctx, "push", func() error { return r.Repo.Push(ctx, commit) })
 }
 
-// meteredConcourse counts the lookups the liveness witness makes.
+// meteredConcourse counts the lookups the liveness witness makes, and keeps
+// the daemon's idea of Concourse's health.
 type meteredConcourse struct {
 	c *concourse.Client
-	m *metrics
+	d *Daemon
 }
 
-func count[T any](m *metrics, v T, err error) (T, error) {
-	m.CCRequests.WithLabelValues(outcome(err)).Inc()
+func count[T any](d *Daemon, v T, err error) (T, error) {
+	d.metrics.CCRequests.WithLabelValues(outcome(err)).Inc()
+	d.health.record(d.now(), err)
 	return v, err
 }
 
 func (c meteredConcourse) JobBuild(ctx context.Context, p concourse.Pipeline, job, name string) (*concourse.Build, error) {
 	v, err := c.c.JobBuild(ctx, p, job, name)
-	return count(c.m, v, err)
+	return count(c.d, v, err)
 }
 
 func (c meteredConcourse) Build(ctx context.Context, id int) (*concourse.Build, error) {
 	v, err := c.c.Build(ctx, id)
-	return count(c.m, v, err)
+	return count(c.d, v, err)
 }
 
 func (c meteredConcourse) BuildResources(ctx context.Context, id int) (*concourse.BuildResources, error) {
 	v, err := c.c.BuildResources(ctx, id)
-	return count(c.m, v, err)
+	return count(c.d, v, err)
 }
 
 func (c meteredConcourse) VersionID(ctx context.Context, p concourse.Pipeline, resource, ref string) (int, error) {
 	v, err := c.c.VersionID(ctx, p, resource, ref)
-	return count(c.m, v, err)
+	return count(c.d, v, err)
 }
 
 func (c meteredConcourse) InputTo(ctx context.Context, p concourse.Pipeline, resource string, versionID int) ([]concourse.Build, error) {
 	v, err := c.c.InputTo(ctx, p, resource, versionID)
-	return count(c.m, v, err)
+	return count(c.d, v, err)
 }

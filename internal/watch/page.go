@@ -36,13 +36,14 @@ const (
 )
 
 type pageView struct {
-	Now      string
-	Refresh  int // seconds
-	Interval string
-	Repos    []repoView
-	Claimed  int
-	Stale    int
-	Problems int
+	Now       string
+	Concourse string // a warning when Concourse has not answered; "" otherwise
+	Refresh   int    // seconds
+	Interval  string
+	Repos     []repoView
+	Claimed   int
+	Stale     int
+	Problems  int
 }
 
 type repoView struct {
@@ -98,6 +99,9 @@ func buildPage(doc PoolsDoc, interval time.Duration) pageView {
 	now := doc.GeneratedAt
 	refresh := min(max(interval, pageMinRefresh), pageMaxRefresh)
 	v := pageView{Now: stamp(now), Refresh: int(refresh / time.Second), Interval: policy.Human(interval)}
+	if doc.Concourse != nil {
+		v.Concourse = doc.Concourse.warning(now)
+	}
 	for _, r := range doc.Repos {
 		rv := repoView{Name: r.Name, Branch: r.Branch, Running: r.Running, Cycles: r.Cycles, LastError: r.LastError}
 		if r.LastSuccess != nil {
