@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
@@ -40,7 +39,7 @@ type Daemon struct {
 	cfg     *Config
 	opts    Options
 	log     *slog.Logger
-	cc      *concourse.Client // nil: no Concourse
+	cc      []liveness.Source // none: no Concourse
 	workers []*worker
 	byName  map[string]*worker
 	metrics *metrics
@@ -67,15 +66,12 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		opts.now = time.Now
 	}
 	d := &Daemon{cfg: cfg, opts: opts, log: opts.Log, byName: map[string]*worker{}}
-	if cfg.Concourse != nil {
-		cc := cfg.Concourse.Client
-		cc.Logger = opts.Log
-		c, err := concourse.New(cc)
-		if err != nil {
-			return nil, err
-		}
-		d.cc = c
+	// The clients (and their tokens) are shared by every cycle.
+	cc, err := liveness.Dial(cfg.Concourse, opts.Log)
+	if err != nil {
+		return nil, err
 	}
+	d.cc = cc
 	for _, r := range cfg.Repos {
 		w := &worker{d: d, cfg: r, trigger: make(chan struct{}, 1), log: opts.Log.With("repo", r.Name),
 			branch: r.Branch, reaps: make([]Reap, 0, opts.RecentReaps)}
@@ -301,10 +297,14 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 	}
 	repo := meteredRepo{w.repo, d}
 	cfg := reaper.Config{Timeouts: w.cfg.Timeouts, ReapSucceeded: w.cfg.ReapOnSuccess, Log: w.log, Now: d.now}
-	if d.cc != nil {
+	if len(d.cc) > 0 {
 		// A witness lives for one cycle: its answers are cached for that long only.
-		cfg.Witness = liveness.New(meteredConcourse{d.cc, d.metrics},
-			liveness.Options{Team: d.cfg.Concourse.Team, WebURL: d.cfg.Concourse.Client.URL, Log: w.log})
+		srcs := make([]liveness.Source, len(d.cc))
+		for i, s := range d.cc {
+			s.Client = meteredConcourse{s.Client, d.metrics}
+			srcs[i] = s
+		}
+		cfg.Witness = liveness.New(liveness.Options{Log: w.log}, srcs...)
 	}
 	res, err := reaper.Clean(ctx, repo, cfg, false)
 	if err != nil {

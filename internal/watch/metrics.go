@@ -8,6 +8,7 @@ import (
 
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/liveness"
 	poolmetrics "github.com/poolboy-ci/poolboy/internal/metrics"
 )
 
@@ -57,7 +58,7 @@ func (r meteredRepo) Push(ctx context.Context, commit string) error {
 
 // meteredConcourse counts the lookups the liveness witness makes.
 type meteredConcourse struct {
-	c *concourse.Client
+	c liveness.Client
 	m *metrics
 }
 
@@ -68,6 +69,16 @@ func count[T any](m *metrics, v T, err error) (T, error) {
 
 func (c meteredConcourse) JobBuild(ctx context.Context, p concourse.Pipeline, job, name string) (*concourse.Build, error) {
 	v, err := c.c.JobBuild(ctx, p, job, name)
+	return count(c.m, v, err)
+}
+
+func (c meteredConcourse) Info(ctx context.Context) (*concourse.Info, error) {
+	v, err := c.c.Info(ctx)
+	return count(c.m, v, err)
+}
+
+func (c meteredConcourse) PutResources(ctx context.Context, id int) (map[string]string, error) {
+	v, err := c.c.PutResources(ctx, id)
 	return count(c.m, v, err)
 }
 
