@@ -234,6 +234,9 @@ func (w *Witness) sourcesFor(ctx context.Context, sem chan struct{}, c Claim) ([
 			s.info.err = w.request(ctx, sem, func() error {
 				var err error
 				s.info.val, err = s.Client.Info(ctx)
+				if err == nil && s.info.val.ExternalURL == "" {
+					err = errors.New("GET /api/v1/info: the answer has no external_url")
+				}
 				return err
 			})
 		})
@@ -325,16 +328,12 @@ func mismatch(b *concourse.Build, c Claim) string {
 	return ""
 }
 
-// page is the build's web page, under the external URL the server says it has.
+// page is the build's page, under the address poolboy asks.
 func (s *source) page(id int) string {
-	base := s.URL
-	if s.info.val != nil && s.info.val.ExternalURL != "" {
-		base = s.info.val.ExternalURL
-	}
-	if base == "" {
+	if s.URL == "" {
 		return ""
 	}
-	return strings.TrimRight(base, "/") + "/builds/" + strconv.Itoa(id)
+	return strings.TrimRight(s.URL, "/") + "/builds/" + strconv.Itoa(id)
 }
 
 // build looks up the build a claim names, once per build.

@@ -52,7 +52,7 @@ func TestEvidence(t *testing.T) {
 		{Commit: "c5", Owner: owner("main/p/run build 5 claiming: d")},
 		{Commit: "c6", Owner: owner("main/p/run build 99 claiming: e")},
 		{Commit: "c7", Owner: owner(`main/p/{"env":"stage/eu"}/run build 7 claiming: f`)},
-		{Commit: "c8", Owner: owner("claiming: g\nBuild URL: "+fc.URL+"/builds/" + itoa(oneOff))},
+		{Commit: "c8", Owner: owner("claiming: g\nBuild URL: " + fc.URL + "/builds/" + itoa(oneOff))},
 		{Commit: "c9", Owner: owner("claiming: h")},
 	}
 	got := w.Evidence(context.Background(), claims)
@@ -264,7 +264,7 @@ func TestEvidenceMustBeAboutTheClaimsBuild(t *testing.T) {
 		staging.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "started"})
 		msg := "claiming: a\nBuild URL: https://STAGING.example.com:443/ci/teams/main/pipelines/p/jobs/j/builds/1"
 		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner(msg)}, src(t, prod), src(t, staging))
-		if ev.Status != "started" || ev.Foreign != "" || !strings.HasPrefix(ev.URL, "https://staging.example.com/ci/builds/") {
+		if ev.Status != "started" || ev.Foreign != "" || !strings.HasPrefix(ev.URL, staging.URL+"/builds/") {
 			t.Errorf("%+v: want staging's running build", ev)
 		}
 	})

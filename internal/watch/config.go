@@ -45,10 +45,10 @@ const (
 
 // Config is a loaded, validated config file with its secrets resolved.
 type Config struct {
-	File      string
-	Listen    string
-	Interval  time.Duration
-	CacheDir  string
+	File     string
+	Listen   string
+	Interval time.Duration
+	CacheDir string
 	// Concourse lists the Concourses to ask (concourse, then concourse_targets);
 	// none: the timeouts decide alone.
 	Concourse []concourse.Target
@@ -85,9 +85,9 @@ func (e *ConfigError) Error() string {
 
 // The file's shape. Secret values never appear here: only where to find them.
 type rawConfig struct {
-	Listen    string        `yaml:"listen"`
-	Interval  string        `yaml:"interval"`
-	CacheDir  string        `yaml:"cache_dir"`
+	Listen           string         `yaml:"listen"`
+	Interval         string         `yaml:"interval"`
+	CacheDir         string         `yaml:"cache_dir"`
 	Concourse        *rawConcourse  `yaml:"concourse"`
 	ConcourseTargets []rawConcourse `yaml:"concourse_targets"`
 	Repos            []rawRepo      `yaml:"repos"`
