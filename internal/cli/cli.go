@@ -122,7 +122,7 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	flag(f, &o.ccUser, "concourse-username", "", "Concourse local user (password grant)", "CONCOURSE_USERNAME")
 	flag(f, &o.ccPassword, "concourse-password", "", "its password (prefer the env var)", "CONCOURSE_PASSWORD")
 	flag(f, &o.ccToken, "concourse-token", "", "a Concourse bearer token instead of a user (prefer the env var)", "CONCOURSE_TOKEN")
-	flag(f, &o.flyTarget, "fly-target", "", "reuse this fly login target from ~/.flyrc ($FLY_HOME/.flyrc): its api, team, token, insecure and ca_cert", "FLY_TARGET")
+	flag(f, &o.flyTarget, "fly-target", "", "reuse these fly login targets (comma-separated, e.g. prod,staging) from ~/.flyrc ($FLY_HOME/.flyrc): each one's api, team, token, insecure and ca_cert; each claim is judged by the Concourse its Build URL names", "FLY_TARGET")
 	flag(f, &o.ccTeam, "concourse-team", "", "team of claims written before team names were recorded (default: the fly target's team, else main)", "CONCOURSE_TEAM")
 	f.BoolVar(&o.ccInsecure, "concourse-insecure", false, "do not verify Concourse's TLS certificate")
 	annotate(f, "concourse-insecure", "CONCOURSE_INSECURE")

@@ -23,7 +23,8 @@ import (
 const (
 	staleMsg   = "main/deploy/integration build 41 claiming: env-1" // 5h old: stale at aws:1h
 	staleOwner = "main/deploy/integration #41"
-	buildURL   = "https://ci.example.com/teams/main/pipelines/deploy/jobs/smoke/builds/7"
+	ccExternal = "https://ci.example.com" // the fake Concourse's external URL: the claims' Build URLs name it
+	buildURL   = ccExternal + "/teams/main/pipelines/deploy/jobs/smoke/builds/7"
 	freshMsg   = "claiming: env-2\nBuild URL: " + buildURL // 5m old: held at aws:1h
 	freshOwner = "main/deploy/smoke #7"
 	oneOffMsg  = "one-off build 5512 claiming: gpu-a" // 3h old, in gpu (no timeout)

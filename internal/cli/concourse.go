@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/poolboy-ci/poolboy/internal/concourse"
@@ -28,48 +27,52 @@ func (o *options) checkConcourse() error {
 	return nil
 }
 
+// targets lists the Concourses to ask: one per fly target (--fly-target
+// prod,staging), or the one --concourse-url names (which may refine a single fly
+// target). --concourse-team, --concourse-insecure and --concourse-ca-cert apply to
+// every target; the URL and credentials flags to one only.
+func (o *options) targets() ([]concourse.Target, error) {
+	var flyTargets []string
+	for _, name := range strings.Split(o.flyTarget, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			flyTargets = append(flyTargets, name)
+		}
+	}
+	if len(flyTargets) > 1 && (o.ccURL != "" || o.ccUser != "" || o.ccToken != "") {
+		return nil, usageError{errors.New("--concourse-url, --concourse-username and --concourse-token refine a single --fly-target; with several, each brings its own")}
+	}
+	if len(flyTargets) == 0 && o.ccURL == "" {
+		return nil, nil
+	}
+	base := concourse.Target{URL: o.ccURL, Username: o.ccUser, Password: o.ccPassword, Token: o.ccToken,
+		Team: o.ccTeam, CACertFile: o.ccCACert}
+	base.FlyHome, _ = o.env("FLY_HOME")
+	if o.ccInsecureSet {
+		base.Insecure = &o.ccInsecure
+	}
+	if len(flyTargets) <= 1 {
+		base.FlyTarget = strings.Join(flyTargets, "")
+		return []concourse.Target{base}, nil
+	}
+	var out []concourse.Target
+	for _, name := range flyTargets {
+		t := base
+		t.FlyTarget = name
+		out = append(out, t)
+	}
+	return out, nil
+}
+
 // witness builds the Concourse evidence source, or nil when no Concourse is configured.
 func (o *options) witness(log *slog.Logger) (reaper.Witness, error) {
 	if err := o.checkConcourse(); err != nil {
 		return nil, err
 	}
-	if o.ccURL == "" && o.flyTarget == "" {
-		return nil, nil
+	targets, err := o.targets()
+	if err != nil || len(targets) == 0 {
+		return nil, err
 	}
-	cfg := concourse.Config{Logger: log}
-	team := o.ccTeam
-	if o.flyTarget != "" {
-		flyHome, _ := o.env("FLY_HOME")
-		fly, flyTeam, err := concourse.LoadFlyrc(flyHome, o.flyTarget)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		cfg = fly
-		cfg.Logger = log
-		if team == "" {
-			team = flyTeam
-		}
-	}
-	if o.ccURL != "" {
-		cfg.URL = o.ccURL
-	}
-	if o.ccUser != "" {
-		cfg.Username, cfg.Password, cfg.Token = o.ccUser, o.ccPassword, ""
-	}
-	if o.ccToken != "" {
-		cfg.Token = o.ccToken
-	}
-	if o.ccInsecureSet {
-		cfg.Insecure = o.ccInsecure
-	}
-	if o.ccCACert != "" {
-		pem, err := os.ReadFile(o.ccCACert)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("concourse CA cert: %w", err)}
-		}
-		cfg.CACertPEM = append(cfg.CACertPEM, pem...)
-	}
-	w, err := liveness.Connect(cfg, liveness.Options{Team: team, Log: log})
+	w, err := liveness.Connect(targets, liveness.Options{Log: log})
 	if err != nil {
 		return nil, usageError{err}
 	}

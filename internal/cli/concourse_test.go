@@ -41,7 +41,8 @@ type rig struct {
 func newRig(t *testing.T, opts []fakeconcourse.Option, extra ...fixture.Op) *rig {
 	t.Helper()
 	r := newLockRepo(t, "main", extra...)
-	cc := fakeconcourse.New(t, opts...)
+	// The claims' Build URLs name https://ci.example.com: the fake says it is its external URL.
+	cc := fakeconcourse.New(t, append([]fakeconcourse.Option{fakeconcourse.WithExternalURL(ccExternal)}, opts...)...)
 	cc.AddUser(ccAdmin, ccAdminPW, "main")
 	return &rig{r: r, cc: cc, repo: "file://" + r.dir, token: cc.Token(ccAdmin)}
 }
@@ -547,7 +548,8 @@ func TestConcourseFindsTheRightBuild(t *testing.T) {
 		g, ids := setup(t)
 		d, _ := g.json(t, "clean", "--pools", "aws:1h,gpu:10h", "--concourse-team", "ops")
 		l := d.lock(t, "aws", "env-5")
-		wantLock(t, l, "stale", "build-failed", false)
+		// A pre-team claim's failed build may be another's: kept until the timeout.
+		wantLock(t, l, "held", "within-timeout", false)
 		wantBuild(t, l, buildDoc{Name: "ops/deploy/integration #43", Status: "failed", URL: g.buildURL(ids["ops/43"])})
 		reqs := g.cc.Requests()
 		if count(reqs, "GET", "/api/v1/teams/ops/pipelines/deploy/jobs/integration/builds/43") != 1 || count(reqs, "GET", jobBuilds+"43") != 0 {
@@ -555,12 +557,12 @@ func TestConcourseFindsTheRightBuild(t *testing.T) {
 		}
 		// Claims that name their team keep it.
 		wantLock(t, d.lock(t, "aws", "env-3"), "alive", "build-running", false)
-		// Freed: the aborted instanced build, the failed pre-team build, the errored
-		// one-off build, and env-1 (404, 5h); the rest stays.
-		for pool, locks := range map[string][]string{"aws": {"env-1", "env-4", "env-5"}, "gpu": {"gpu-a"}} {
+		// Freed: the aborted instanced build, the errored one-off build, and env-1
+		// (404, 5h); the rest stays, the failed pre-team build's too.
+		for pool, locks := range map[string][]string{"aws": {"env-1", "env-4"}, "gpu": {"gpu-a"}} {
 			wantClaimed(t, g.r, pool, nil, locks)
 		}
-		wantClaimed(t, g.r, "aws", []string{"env-2", "env-3"}, nil)
+		wantClaimed(t, g.r, "aws", []string{"env-2", "env-3", "env-5"}, nil)
 		c4, _ := d.freed(t, "aws", "env-4")
 		wantTrailers(t, g.r, c4, map[string]string{"Poolboy-Rule": "build-aborted", "Poolboy-Build-URL": g.buildURL(ids["stage/5"])})
 		cg, _ := d.freed(t, "gpu", "gpu-a")
@@ -593,7 +595,7 @@ func TestConcourseGoneBuildLeavesItToTheTimeout(t *testing.T) {
 	wantTrailers(t, g.r, commit, map[string]string{"Poolboy-Rule": "timeout", "Poolboy-Build-Status": "", "Poolboy-Build-URL": ""})
 	wantClaimed(t, g.r, "aws", []string{"env-2"}, []string{"env-1"})
 	for _, r := range g.cc.Requests()[n:] {
-		if r.Status != 404 {
+		if r.Status != 404 && r.Path != "/api/v1/info" {
 			t.Errorf("after the pipeline was deleted: %s %s answered %d", r.Method, r.Path, r.Status)
 		}
 	}
@@ -709,7 +711,7 @@ func TestConcourseOneLookupPerBuild(t *testing.T) {
 	now := time.Now()
 	const (
 		sameBuildMsg = "main/deploy/integration build 41 claiming: env-3"
-		sameByURLMsg = "claiming: env-4\nBuild URL: https://elsewhere.example.com/teams/main/pipelines/deploy/jobs/integration/builds/41"
+		sameByURLMsg = "claiming: env-4\nBuild URL: " + ccExternal + "/teams/main/pipelines/deploy/jobs/integration/builds/41"
 	)
 	g := newRig(t, nil,
 		fixture.Op{Kind: fixture.Add, Pool: "aws", Lock: "env-4", At: now.Add(-4 * time.Hour)},
@@ -865,7 +867,11 @@ func TestConcourseAuthAndTLS(t *testing.T) {
 			home := writeFlyrc(t, "ci", g.cc.URL, "ops", g.token, "")
 			return map[string]string{"FLY_HOME": home}, []string{"status", "--repo", g.repo, "--fly-target", "ci", "--concourse-team", "main"}
 		}, check: func(t *testing.T, g *rig, d statusDoc, reqs []fakeconcourse.Request) {
-			wantLock(t, d.lock(t, "aws", "env-3"), "stale", "build-failed", false)
+			// A pre-team claim's failed build may be another team's: only the timeout frees it.
+			wantLock(t, d.lock(t, "aws", "env-3"), "stale", "timeout", false)
+			if count(reqs, "GET", "/api/v1/teams/main/pipelines/deploy/jobs/integration/builds/43") != 1 {
+				t.Errorf("the pre-team claim was not looked up in --concourse-team: %v", reqs)
+			}
 		}},
 		{name: "fly target, --concourse-url and --concourse-token win", setup: func(t *testing.T, g *rig) (map[string]string, []string) {
 			home := writeFlyrc(t, "ci", fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)), "ops", "stale-token", "")
@@ -1123,8 +1129,8 @@ func TestConcourseOnlyAskedAboutNamedBuilds(t *testing.T) {
 			t.Errorf("asked about env-3: %v", r)
 		}
 	}
-	if n := len(g.cc.Requests()); n != 3 { // builds 41, smoke 7, one-off 5512
-		t.Errorf("%d requests, want 3: %v", n, g.cc.Requests())
+	if n := len(g.cc.Requests()); n != 4 { // builds 41, smoke 7, one-off 5512, and info for the Build URL's server
+		t.Errorf("%d requests, want 4: %v", n, g.cc.Requests())
 	}
 }
 
@@ -1177,8 +1183,8 @@ func TestConcourseAtMostFourRequestsAtOnce(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		wantLock(t, d.lock(t, "aws", fmt.Sprintf("many-%02d", i)), "alive", "build-running", false)
 	}
-	if n := len(g.cc.Requests()); n != 15 {
-		t.Errorf("%d requests, want 15 (one per build)", n)
+	if n := len(g.cc.Requests()); n != 16 {
+		t.Errorf("%d requests, want 16 (one per build, and info)", n)
 	}
 }
 

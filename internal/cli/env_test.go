@@ -61,7 +61,7 @@ const preTeamEnvMsg = "deploy/integration build 9 claiming: env-3"
 
 func (e *envFixture) startConcourse(t *testing.T, kind ccKind) {
 	t.Helper()
-	var opts []fakeconcourse.Option
+	opts := []fakeconcourse.Option{fakeconcourse.WithExternalURL(ccExternal)}
 	if kind == ccTLS {
 		opts = append(opts, fakeconcourse.WithTLS())
 	}

@@ -56,6 +56,13 @@ type Owner struct {
 	Build    string // job build name, e.g. "12" or "12.1" (reruns)
 	BuildID  string // one-off build id (only for one-off builds)
 	URL      string // the Build URL line's value as written, "" if none
+	// Server is the Concourse external URL the Build URL names
+	// (scheme://host[:port][/prefix]), "" when the message has no Build URL
+	// about this build.
+	Server string
+	// ID is the build's id from the Poolboy-Build-Id trailer poolboy's resource
+	// writes, "" if none: the one thing a re-created pipeline's build #N cannot share.
+	ID string
 }
 
 // Known reports whether a job build (Pipeline+Job+Build) or a one-off BuildID is known.
@@ -156,7 +163,20 @@ func Parse(msg string) Message {
 	rawURL := buildURLLine(body)
 	m.Owner = merge(prefixOwner, parseBuildURL(rawURL))
 	m.Owner.URL = rawURL
+	if id := trailer(body, "Poolboy-Build-Id"); isDigits(id) {
+		m.Owner.ID = id
+	}
 	return m
+}
+
+// trailer returns the value of the first "Key: value" line of the body, or "".
+func trailer(body, key string) string {
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // opAt matches "<op>:" at line[i:], followed by a space and the lock name or
@@ -284,14 +304,7 @@ func parsePath(s string) (Owner, bool) {
 
 // buildURLLine returns the value of the first "Build URL:" line of the body,
 // trimmed, or "".
-func buildURLLine(body string) string {
-	for line := range strings.Lines(body) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Build URL:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
+func buildURLLine(body string) string { return trailer(body, "Build URL") }
 
 // parseBuildURL reads a BUILD_URL. Only the end of the path matters, since
 // the external URL may carry its own path prefix.
@@ -317,6 +330,14 @@ func parseBuildURL(raw string) Owner {
 		}
 		return segs[i]
 	}
+	// server is the external URL: what precedes the build's own path.
+	escaped := strings.Split(strings.TrimSuffix(u.EscapedPath(), "/"), "/")
+	server := func(prefix int) string {
+		if u.Scheme == "" || u.Host == "" || prefix < 0 {
+			return ""
+		}
+		return u.Scheme + "://" + u.Host + strings.Join(escaped[:prefix], "/")
+	}
 	if at(n-2) != "builds" {
 		return Owner{}
 	}
@@ -325,12 +346,12 @@ func parseBuildURL(raw string) Owner {
 		if !isDigits(segs[n-1]) {
 			return Owner{}
 		}
-		return Owner{BuildID: segs[n-1]}
+		return Owner{BuildID: segs[n-1], Server: server(n - 2)}
 	}
 	if at(n-6) != "pipelines" || at(n-8) != "teams" {
 		return Owner{}
 	}
-	o := Owner{Team: segs[n-7], Pipeline: segs[n-5], Job: segs[n-3], Build: segs[n-1]}
+	o := Owner{Team: segs[n-7], Pipeline: segs[n-5], Job: segs[n-3], Build: segs[n-1], Server: server(n - 8)}
 	if o.Team == "" || o.Pipeline == "" || o.Job == "" || !isBuildName(o.Build) {
 		return Owner{}
 	}
@@ -446,6 +467,7 @@ func merge(p, u Owner) Owner {
 	if p.Vars == nil {
 		p.Vars = u.Vars
 	}
+	p.Server = u.Server
 	return p
 }
 

@@ -203,3 +203,29 @@ func TestOwnerString(t *testing.T) {
 		}
 	}
 }
+
+// The claim's own build: the server its Build URL names and the id poolboy's
+// resource records, so evidence about another build can be told apart.
+func TestServerAndID(t *testing.T) {
+	for _, tt := range []struct {
+		name, msg, server, id string
+	}{
+		{"job url", "claiming: e\nBuild URL: " + host + "/teams/main/pipelines/p/jobs/j/builds/1", host, ""},
+		{"one-off url", "claiming: e\nBuild URL: " + host + "/builds/11", host, ""},
+		{"path prefix", "claiming: e\nBuild URL: https://ci.example.com/concourse/teams/main/pipelines/p/jobs/j/builds/7.2?vars.env=%22qa%22",
+			"https://ci.example.com/concourse", ""},
+		{"poolboy resource", "main/p/j build 3 claiming: e\n\nBuild URL: " + host + "/teams/main/pipelines/p/jobs/j/builds/3\n\n" +
+			"Poolboy-Build-Id: 4711\nPoolboy-Build-Team: main\nPoolboy-Build-Url: " + host + "/teams/main/pipelines/p/jobs/j/builds/3\n", host, "4711"},
+		{"prefix and url disagree: no server", "p/j build 12 claiming: e\nBuild URL: " + host + "/teams/main/pipelines/other/jobs/j/builds/99", "", ""},
+		{"prefix only", "main/p/j build 3 claiming: e", "", ""},
+		{"non-numeric id ignored", "main/p/j build 3 claiming: e\n\nPoolboy-Build-Id: 12a\n", "", ""},
+		{"relative url", "claiming: e\nBuild URL: /teams/main/pipelines/p/jobs/j/builds/1", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := Parse(tt.msg).Owner
+			if o.Server != tt.server || o.ID != tt.id {
+				t.Errorf("Server, ID = %q, %q; want %q, %q", o.Server, o.ID, tt.server, tt.id)
+			}
+		})
+	}
+}

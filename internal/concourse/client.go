@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -335,6 +334,64 @@ func (c *Client) BuildResources(ctx context.Context, id int) (*BuildResources, e
 	return &r, nil
 }
 
+// Info is what GET /api/v1/info says about a Concourse.
+type Info struct {
+	Version     string `json:"version"`
+	ExternalURL string `json:"external_url"` // what its builds' Build URLs start with
+}
+
+// Info returns the server's version and external URL (the endpoint needs no token).
+func (c *Client) Info(ctx context.Context) (*Info, error) {
+	var i Info
+	if err := c.get(ctx, "/api/v1/info", "", &i); err != nil {
+		return nil, err
+	}
+	return &i, nil
+}
+
+// PutResources maps each put step of a build's plan to the resource it puts to,
+// from GET /api/v1/builds/ID/plan: the build's resources name outputs by step
+// (put: claim-env, resource: env lists "claim-env"), versions live under the
+// resource. Put steps are found wherever the plan nests them (do, on_success,
+// ensure, in_parallel, try, across, ...).
+func (c *Client) PutResources(ctx context.Context, id int) (map[string]string, error) {
+	var plan struct {
+		Plan json.RawMessage `json:"plan"`
+	}
+	path := "/api/v1/builds/" + strconv.Itoa(id) + "/plan"
+	if err := c.get(ctx, path, "", &plan); err != nil {
+		return nil, err
+	}
+	var tree any
+	if err := json.Unmarshal(plan.Plan, &tree); err != nil {
+		return nil, fmt.Errorf("concourse: GET %s: answer has no plan: %w", path, err)
+	}
+	puts := map[string]string{}
+	findPuts(tree, puts)
+	return puts, nil
+}
+
+// findPuts collects {"put": {"name": STEP, "resource": R}} anywhere in v.
+func findPuts(v any, puts map[string]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		if put, ok := v["put"].(map[string]any); ok {
+			name, _ := put["name"].(string)
+			res, _ := put["resource"].(string)
+			if name != "" && res != "" {
+				puts[name] = res
+			}
+		}
+		for _, inner := range v {
+			findPuts(inner, puts)
+		}
+	case []any:
+		for _, inner := range v {
+			findPuts(inner, puts)
+		}
+	}
+}
+
 // VersionID returns the ID of the version {"ref": ref} of resource in p.
 // A version that does not exist gives an error matching ErrNotFound.
 func (c *Client) VersionID(ctx context.Context, p Pipeline, resource, ref string) (int, error) {
@@ -406,22 +463,13 @@ func (p Pipeline) String() string {
 	return s
 }
 
-// query encodes the instance vars as vars.KEY=<compact JSON>, sorted by key.
+// query encodes the instance vars as Concourse's own client does (VarsQuery).
 func (p Pipeline) query() (string, error) {
-	keys := make([]string, 0, len(p.Vars))
-	for k := range p.Vars {
-		keys = append(keys, k)
+	q, err := VarsQuery(p.Vars)
+	if err != nil {
+		return "", fmt.Errorf("concourse: pipeline %s/%s: %w", p.Team, p.Name, err)
 	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		v, err := canonicalJSON(p.Vars[k])
-		if err != nil {
-			return "", fmt.Errorf("concourse: instance var %q of pipeline %s/%s: %w", k, p.Team, p.Name, err)
-		}
-		parts = append(parts, url.QueryEscape("vars."+k)+"="+url.QueryEscape(v))
-	}
-	return strings.Join(parts, "&"), nil
+	return q, nil
 }
 
 func joinTarget(path, query string) string {
@@ -439,21 +487,6 @@ func joinQuery(a, b string) string {
 		return a
 	}
 	return a + "&" + b
-}
-
-// canonicalJSON re-encodes raw compactly, with sorted object keys and without
-// HTML escaping; numbers keep their literal form.
-func canonicalJSON(raw json.RawMessage) (string, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return "", fmt.Errorf("invalid JSON value: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return "", errors.New("invalid JSON value: trailing data")
-	}
-	return encodeJSON(v)
 }
 
 func encodeJSON(v any) (string, error) {

@@ -43,25 +43,47 @@ func TestBuildDisplayAndRunning(t *testing.T) {
 	}
 }
 
-func TestPipelineQuery(t *testing.T) {
-	p := Pipeline{Team: "main", Name: "locks", Vars: map[string]json.RawMessage{
-		"z":   json.RawMessage(`{ "b": 1, "a": "x&y" }`),
-		"env": json.RawMessage(`"stage/eu"`),
-		"n":   json.RawMessage(`12.50`),
-	}}
-	got, err := p.query()
-	if err != nil {
-		t.Fatal(err)
+// TestVarsQuery pins the encoding to the forms Concourse itself produces
+// (atc/pipeline_test.go's QueryParams cases, url.Values-encoded, and BUILD_URLs
+// seen on v8.2): leaves flattened, segments with ,.:/ or a space Go-quoted,
+// values json.Marshal'ed (so & is \u0026, 12.50 is 12.5), sorted.
+func TestVarsQuery(t *testing.T) {
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	for _, tt := range []struct {
+		name string
+		vars map[string]json.RawMessage
+		want string
+	}{
+		{"none", nil, ""},
+		{"facts: env stage", map[string]json.RawMessage{"env": raw(`"stage"`)}, "vars.env=%22stage%22"},
+		{"concourse simple", map[string]json.RawMessage{"hello": raw(`"world"`), "num": raw(`123`)},
+			"vars.hello=%22world%22&vars.num=123"},
+		{"concourse nested", map[string]json.RawMessage{"hello": raw(`{"foo": 123, "bar": false}`)},
+			"vars.hello.bar=false&vars.hello.foo=123"},
+		{"concourse quoted", map[string]json.RawMessage{"hello.1": raw(`{"foo:bar":"baz"}`)},
+			"vars.%22hello.1%22.%22foo%3Abar%22=%22baz%22"},
+		{"comma slash space in keys", map[string]json.RawMessage{"a,b": raw(`1`), "c/d": raw(`2`), "e f": raw(`3`)},
+			"vars.%22a%2Cb%22=1&vars.%22c%2Fd%22=2&vars.%22e+f%22=3"},
+		{"quote in key", map[string]json.RawMessage{`a"b`: raw(`"x"`)}, "vars.a%22b=%22x%22"},
+		{"quote and dot in key", map[string]json.RawMessage{`a".b`: raw(`"x"`)}, "vars.%22a%5C%22.b%22=%22x%22"},
+		{"values with specials", map[string]json.RawMessage{"v": raw(`"a.b,c:d/e f\"g&h<i"`)},
+			"vars.v=%22a.b%2Cc%3Ad%2Fe+f%5C%22g%5Cu0026h%5Cu003ci%22"},
+		{"arrays stay whole, numbers re-marshaled", map[string]json.RawMessage{"l": raw(`["a", {"b": 1}]`), "n": raw(`12.50`)},
+			"vars.l=%5B%22a%22%2C%7B%22b%22%3A1%7D%5D&vars.n=12.5"},
+		{"deeply nested", map[string]json.RawMessage{"a": raw(`{"b": {"c.d": null}}`)}, "vars.a.b.%22c.d%22=null"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := VarsQuery(tt.vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("VarsQuery = %s\nwant        %s", got, tt.want)
+			}
+		})
 	}
-	want := "vars.env=%22stage%2Feu%22&vars.n=12.50&vars.z=%7B%22a%22%3A%22x%26y%22%2C%22b%22%3A1%7D"
-	if got != want {
-		t.Errorf("query = %s\nwant    %s", got, want)
-	}
-	if q, _ := (Pipeline{Team: "t", Name: "p"}).query(); q != "" {
-		t.Errorf("non-instanced query = %q", q)
-	}
-	if _, err := (Pipeline{Team: "t", Name: "p", Vars: map[string]json.RawMessage{"k": json.RawMessage(`stage`)}}).query(); err == nil {
-		t.Error("invalid JSON var: no error")
+	if _, err := VarsQuery(map[string]json.RawMessage{"a": raw(`{`)}); err == nil {
+		t.Error("invalid JSON: no error")
 	}
 }
 

@@ -21,6 +21,12 @@
 //     expired token is answered as no token: 401.
 //   - input_to of an unknown version id answers 200 with [] (the ATC does
 //     not look the version up); only an unknown resource is 404.
+//   - A build's resources name its outputs by put STEP name (put: claim-env,
+//     resource: env lists "claim-env"), as real servers do; the step → resource
+//     map is in GET /api/v1/builds/ID/plan, where the put steps are nested
+//     (do, in_parallel, on_success with the implicit get) as the ATC plans them.
+//   - GET /api/v1/info needs no token and says the external URL (the server's
+//     own URL unless WithExternalURL), which builds' Build URLs start with.
 package fakeconcourse
 
 import (
@@ -28,6 +34,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -41,11 +48,16 @@ import (
 )
 
 type config struct {
-	legacyAuth bool
-	tls        bool
-	now        func() time.Time
-	tokenTTL   time.Duration
+	legacyAuth  bool
+	tls         bool
+	now         func() time.Time
+	tokenTTL    time.Duration
+	externalURL string
 }
+
+// defaultAge is how long before AddBuild a build added as started or finished
+// started, when the test gives no StartTime.
+const defaultAge = 30 * 24 * time.Hour
 
 // Option configures New.
 type Option func(*config)
@@ -56,6 +68,10 @@ type Option func(*config)
 // "token_type":"Bearer","expiry":"<RFC 3339 time>"} (no expires_in, no
 // id_token) and answers a missing or wrong client with an empty 401.
 func WithLegacyAuth() Option { return func(c *config) { c.legacyAuth = true } }
+
+// WithExternalURL makes GET /api/v1/info say u is the external URL (a
+// Concourse behind a proxy, or one whose API address differs from its web one).
+func WithExternalURL(u string) Option { return func(c *config) { c.externalURL = u } }
 
 // WithTLS serves HTTPS (httptest.NewTLSServer); see CACertPEM.
 func WithTLS() Option { return func(c *config) { c.tls = true } }
@@ -73,6 +89,8 @@ func WithTokenTTL(d time.Duration) Option { return func(c *config) { c.tokenTTL 
 type Server struct {
 	// URL is the base URL, without a trailing slash.
 	URL string
+	// ExternalURL is what GET /api/v1/info says: URL unless WithExternalURL.
+	ExternalURL string
 
 	t      testing.TB
 	srv    *httptest.Server
@@ -133,6 +151,7 @@ type build struct {
 	status    string
 	inputs    []Version
 	outputs   []Version
+	putSteps  map[string]string // resource → put step name, when they differ
 	startTime int64
 	endTime   int64
 }
@@ -148,6 +167,13 @@ type Build struct {
 	Status   string         // pending, started, succeeded, failed, errored, aborted ("": pending)
 	Inputs   []Version
 	Outputs  []Version
+	// PutSteps names the put step of a resource when it differs from the
+	// resource's name (put: claim-env, resource: env is {"env": "claim-env"}).
+	PutSteps map[string]string
+	// StartTime and EndTime override the build's times. Zero: a build added
+	// as started or finished started 30 days ago (before any claim a test
+	// writes), and a finished one ended now; pending builds have none.
+	StartTime, EndTime time.Time
 }
 
 // Version is a version {"ref": Ref} of a resource in the build's own pipeline.
@@ -210,6 +236,10 @@ func New(t testing.TB, opts ...Option) *Server {
 		s.srv = httptest.NewServer(s)
 	}
 	s.URL = strings.TrimSuffix(s.srv.URL, "/")
+	s.ExternalURL = s.URL
+	if cfg.externalURL != "" {
+		s.ExternalURL = cfg.externalURL
+	}
 	t.Cleanup(func() {
 		close(s.closed)
 		s.srv.Close()
@@ -276,7 +306,7 @@ func (s *Server) Requests() []Request {
 // AddBuild adds a build, creating its team, pipeline, job and resources
 // implicitly, and returns its id. Every (pipeline, resource, ref) of its
 // Inputs and Outputs gets a version with a stable id. Builds added as
-// started get a start_time; finished ones also an end_time.
+// started get a start_time; finished ones also an end_time (see Build).
 func (s *Server) AddBuild(b Build) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -331,8 +361,9 @@ func (s *Server) AddBuild(b Build) int {
 	}
 	nb := &build{
 		id: id, team: team, pipe: p, job: b.Job, name: name,
-		inputs:  append([]Version(nil), b.Inputs...),
-		outputs: append([]Version(nil), b.Outputs...),
+		inputs:   append([]Version(nil), b.Inputs...),
+		outputs:  append([]Version(nil), b.Outputs...),
+		putSteps: maps.Clone(b.PutSteps),
 	}
 	if p != nil {
 		// Inputs existed before the build; its outputs are newer.
@@ -343,10 +374,18 @@ func (s *Server) AddBuild(b Build) int {
 	now := s.now().Unix()
 	nb.status = status
 	if status != "pending" {
-		nb.startTime = now
+		// It started before the claims tests back with it, however old they
+		// made them; tests of the times give StartTime.
+		nb.startTime = now - int64(defaultAge/time.Second)
 	}
 	if finished(status) {
 		nb.endTime = now
+	}
+	if !b.StartTime.IsZero() {
+		nb.startTime = b.StartTime.Unix()
+	}
+	if !b.EndTime.IsZero() {
+		nb.endTime = b.EndTime.Unix()
 	}
 	s.builds[id] = nb
 	return id
@@ -630,6 +669,8 @@ func (s *Server) routes() {
 	}
 	m.HandleFunc("GET /api/v1/builds/{build_id}", s.handleBuild)
 	m.HandleFunc("GET /api/v1/builds/{build_id}/resources", s.handleBuildResources)
+	m.HandleFunc("GET /api/v1/builds/{build_id}/plan", s.handleBuildPlan)
+	m.HandleFunc("GET /api/v1/info", s.handleInfo)
 	m.HandleFunc("GET /api/v1/teams/{team}/pipelines/{pipeline}/jobs/{job}/builds/{build_name}", s.handleJobBuild)
 	m.HandleFunc("GET /api/v1/teams/{team}/pipelines/{pipeline}/resources/{resource}/versions", s.handleVersions)
 	m.HandleFunc("GET /api/v1/teams/{team}/pipelines/{pipeline}/resources/{resource}/versions/{version_id}/input_to", s.handleInputTo)
@@ -789,12 +830,60 @@ func (s *Server) handleBuildResources(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 		for _, o := range b.outputs {
-			out.Outputs = append(out.Outputs, buildOutput{Name: o.Resource, Version: map[string]string{"ref": o.Ref}})
+			out.Outputs = append(out.Outputs, buildOutput{Name: b.stepOf(o.Resource), Version: map[string]string{"ref": o.Ref}})
 		}
 		a = jsonAnswer(out)
 	}
 	s.mu.Unlock()
 	a.write(w)
+}
+
+// stepOf is the name of the put step that writes to resource.
+func (b *build) stepOf(resource string) string {
+	if step := b.putSteps[resource]; step != "" {
+		return step
+	}
+	return resource
+}
+
+// handleBuildPlan answers the build's plan as the ATC does (schema exec.v2):
+// a do of its steps, each put inside an in_parallel as the on_success step
+// whose next is the implicit get, so put steps are nested as in real plans.
+func (s *Server) handleBuildPlan(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	b, a, ok := s.buildByIDLocked(r)
+	if ok {
+		resources := map[string]bool{}
+		for _, o := range b.outputs {
+			resources[o.Resource] = true
+		}
+		for res := range b.putSteps {
+			resources[res] = true
+		}
+		n := 0
+		id := func() string { n++; return fmt.Sprintf("%x", 0x6a000000+n) }
+		steps := []any{map[string]any{"id": id(), "task": map[string]any{"name": "work", "privileged": false}}}
+		for _, res := range slices.Sorted(maps.Keys(resources)) {
+			step := b.stepOf(res)
+			steps = append(steps, map[string]any{"id": id(), "in_parallel": map[string]any{"steps": []any{
+				map[string]any{"id": id(), "on_success": map[string]any{
+					"step": map[string]any{"id": id(), "put": map[string]any{"name": step, "type": "pool", "resource": res}},
+					"next": map[string]any{"id": id(), "get": map[string]any{"name": step, "type": "pool", "resource": res}},
+				}},
+			}}})
+		}
+		a = jsonAnswer(map[string]any{"schema": "exec.v2", "plan": map[string]any{"id": id(), "do": steps}})
+	}
+	s.mu.Unlock()
+	a.write(w)
+}
+
+// handleInfo is public, as on real servers.
+func (s *Server) handleInfo(w http.ResponseWriter, _ *http.Request) {
+	jsonAnswer(map[string]any{
+		"version": "8.2.5", "worker_version": "2.5", "external_url": s.ExternalURL,
+		"cluster_name": "", "feature_flags": map[string]bool{},
+	}).write(w)
 }
 
 // firstOccurrenceLocked: no earlier build of the same job had this input version.

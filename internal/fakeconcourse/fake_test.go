@@ -813,8 +813,8 @@ func TestTokensExpireByTheClock(t *testing.T) {
 	}
 	access, _ := tok["access_token"].(string)
 	b := decode[map[string]any](t, get(t, s, path, bearer(access)).body)
-	if b["start_time"] != float64(clock.Now().Unix()) {
-		t.Errorf("start_time %v, want the fake clock's %d", b["start_time"], clock.Now().Unix())
+	if want := clock.Now().Add(-defaultAge).Unix(); b["start_time"] != float64(want) {
+		t.Errorf("start_time %v, want the fake clock's %d", b["start_time"], want)
 	}
 	clock.Advance(time.Hour - time.Second)
 	wantStatus(t, "a second before expiry", get(t, s, path, bearer(access)), 200)
@@ -841,4 +841,95 @@ func TestFaultOnOnePath(t *testing.T) {
 	wantStatus(t, "API", get(t, s, fmt.Sprintf("/api/v1/builds/%d", id), tok), 200)
 	s.SetFault(Fault{})
 	wantStatus(t, "token endpoint after", tokenRequest(t, s, "/sky/issuer/token", "alice", alicePW, true, flyScope), 200)
+}
+
+// A renamed put step (put: claim-env, resource: env): outputs are listed by the
+// step's name, versions only exist under the resource's, and the plan maps one
+// to the other, nested as the ATC plans a put (facts file, v8.2.5).
+func TestRenamedPutStep(t *testing.T) {
+	s := newFake(t)
+	tok := bearer(s.Token("alice"))
+	const x = "3333333333333333333333333333333333333333"
+	a := s.AddBuild(Build{Team: "main", Pipeline: "p", Job: "deploy2", Status: "succeeded",
+		Outputs: []Version{{"env", x}}, PutSteps: map[string]string{"env": "claim-env"}})
+
+	r := get(t, s, fmt.Sprintf("/api/v1/builds/%d/resources", a), tok)
+	if want := `{"inputs":[],"outputs":[{"name":"claim-env","version":{"ref":"` + x + `"}}]}`; strings.TrimSpace(r.body) != want {
+		t.Errorf("resources: %s\nwant %s", r.body, want)
+	}
+	wantStatus(t, "versions under the step name", get(t, s, "/api/v1/teams/main/pipelines/p/resources/claim-env/versions?filter=ref:"+x, tok), 404)
+	r = get(t, s, "/api/v1/teams/main/pipelines/p/resources/env/versions?filter=ref:"+x, tok)
+	wantStatus(t, "versions under the resource", r, 200)
+	if !strings.Contains(r.body, x) {
+		t.Errorf("versions of env: %s", r.body)
+	}
+
+	r = get(t, s, fmt.Sprintf("/api/v1/builds/%d/plan", a), tok)
+	wantStatus(t, "plan", r, 200)
+	plan := decode[struct {
+		Schema string `json:"schema"`
+		Plan   struct {
+			Do []struct {
+				InParallel struct {
+					Steps []struct {
+						OnSuccess struct {
+							Step struct {
+								Put map[string]string `json:"put"`
+							} `json:"step"`
+							Next struct {
+								Get map[string]string `json:"get"`
+							} `json:"next"`
+						} `json:"on_success"`
+					} `json:"steps"`
+				} `json:"in_parallel"`
+			} `json:"do"`
+		} `json:"plan"`
+	}](t, r.body)
+	if plan.Schema != "exec.v2" || len(plan.Plan.Do) != 2 || len(plan.Plan.Do[1].InParallel.Steps) != 1 {
+		t.Fatalf("plan: %s", r.body)
+	}
+	put := plan.Plan.Do[1].InParallel.Steps[0].OnSuccess.Step.Put
+	if put["name"] != "claim-env" || put["resource"] != "env" || put["type"] != "pool" {
+		t.Errorf("put step: %v", put)
+	}
+	wantStatus(t, "plan without a token", get(t, s, fmt.Sprintf("/api/v1/builds/%d/plan", a), ""), 401)
+	wantStatus(t, "plan of no build", get(t, s, "/api/v1/builds/999/plan", tok), 404)
+}
+
+func TestInfo(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []Option
+		want func(*Server) string
+	}{
+		{"own URL", nil, func(s *Server) string { return s.URL }},
+		{"external URL", []Option{WithExternalURL("https://ci.example.com/concourse")}, func(*Server) string { return "https://ci.example.com/concourse" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(t, tt.opts...)
+			r := get(t, s, "/api/v1/info", "") // public
+			wantStatus(t, "info", r, 200)
+			info := decode[struct {
+				Version     string `json:"version"`
+				ExternalURL string `json:"external_url"`
+			}](t, r.body)
+			if info.ExternalURL != tt.want(s) || info.Version == "" || s.ExternalURL != tt.want(s) {
+				t.Errorf("info: %s", r.body)
+			}
+		})
+	}
+}
+
+func TestBuildTimes(t *testing.T) {
+	s := newFake(t)
+	start, end := time.Unix(1700000000, 0), time.Unix(1700000600, 0)
+	id := s.AddBuild(Build{Status: "succeeded", StartTime: start, EndTime: end})
+	r := get(t, s, fmt.Sprintf("/api/v1/builds/%d", id), bearer(s.Token("alice")))
+	b := decode[struct {
+		Start int64 `json:"start_time"`
+		End   int64 `json:"end_time"`
+	}](t, r.body)
+	if b.Start != start.Unix() || b.End != end.Unix() {
+		t.Errorf("times: %s", r.body)
+	}
 }

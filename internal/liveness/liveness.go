@@ -9,6 +9,12 @@
 //     Deadline: a slow or dead Concourse delays a run by a bounded time.
 //   - Every failure is reported as an error in the evidence, never as a status:
 //     an error is never evidence that a build is dead.
+//   - Evidence is about the claim's own build or it is none: an answer from
+//     another Concourse than the Build URL's, about a build with another id than
+//     the recorded one, or about a build that ended before the claim or started
+//     after it is Foreign, and the timeout decides.
+//   - When the claim does not say which team or which Concourse (older formats),
+//     the evidence may keep the lock, never free it early (KeepOnly).
 package liveness
 
 import (
@@ -16,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,23 +35,36 @@ import (
 
 // Client is the part of the Concourse API the evidence needs.
 type Client interface {
+	Info(ctx context.Context) (*concourse.Info, error)
 	JobBuild(ctx context.Context, p concourse.Pipeline, job, name string) (*concourse.Build, error)
 	Build(ctx context.Context, id int) (*concourse.Build, error)
 	BuildResources(ctx context.Context, id int) (*concourse.BuildResources, error)
+	PutResources(ctx context.Context, id int) (map[string]string, error)
 	VersionID(ctx context.Context, p concourse.Pipeline, resource, ref string) (int, error)
 	InputTo(ctx context.Context, p concourse.Pipeline, resource string, versionID int) ([]concourse.Build, error)
 }
 
+// ClockSkew is how far the claim commit's time (the worker's clock) may lie
+// outside its build's start and end times (the web node's clock) and the build
+// still count as the claim's own.
+const ClockSkew = 5 * time.Minute
+
 // Claim is a lock's claim commit and the build its message names.
 type Claim struct {
 	Commit string
+	Time   time.Time // the commit's time; zero: unknown, the build's times are not compared
 	Owner  commitmsg.Owner
+}
+
+// Source is one Concourse to ask.
+type Source struct {
+	Client Client
+	Team   string // team of claims written before team names were recorded; default "main"
+	URL    string // its API address: names it in warnings, and build links when it says no external URL
 }
 
 // Options bound the cost of asking.
 type Options struct {
-	Team        string        // team of claims written before team names were recorded; default "main"
-	WebURL      string        // Concourse's address, for build links in reports
 	Concurrency int           // requests at once; default 4
 	Deadline    time.Duration // for a whole Evidence call; default 60s
 	Log         *slog.Logger
@@ -52,12 +72,18 @@ type Options struct {
 
 // Witness gathers evidence for one run.
 type Witness struct {
-	c    Client
+	srcs []*source
 	opts Options
+}
 
+// source is a Source with its answers of this run.
+type source struct {
+	Source
+	info      result[*concourse.Info]
 	mu        sync.Mutex
 	builds    map[string]*result[*concourse.Build]
 	resources map[int]*result[*concourse.BuildResources]
+	plans     map[int]*result[map[string]string]
 }
 
 // result is one lookup, made once however many locks need it.
@@ -79,11 +105,8 @@ func lookup[K comparable, T any](mu *sync.Mutex, cache map[K]*result[T], key K) 
 	return r
 }
 
-// New returns a Witness asking c.
-func New(c Client, opts Options) *Witness {
-	if opts.Team == "" {
-		opts.Team = "main"
-	}
+// New returns a Witness asking the sources.
+func New(opts Options, srcs ...Source) *Witness {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
 	}
@@ -93,22 +116,45 @@ func New(c Client, opts Options) *Witness {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Witness{c: c, opts: opts,
-		builds:    map[string]*result[*concourse.Build]{},
-		resources: map[int]*result[*concourse.BuildResources]{}}
+	w := &Witness{opts: opts}
+	for _, s := range srcs {
+		if s.Team == "" {
+			s.Team = "main"
+		}
+		w.srcs = append(w.srcs, &source{Source: s,
+			builds:    map[string]*result[*concourse.Build]{},
+			resources: map[int]*result[*concourse.BuildResources]{},
+			plans:     map[int]*result[map[string]string]{}})
+	}
+	return w
 }
 
-// Connect returns a Witness asking the Concourse cfg describes; build links point
-// at cfg.URL unless opts.WebURL says otherwise.
-func Connect(cfg concourse.Config, opts Options) (*Witness, error) {
-	c, err := concourse.New(cfg)
+// Dial is the one way a Concourse is wired, for the command line, the watch
+// daemon and the resource alike: it resolves each target (without the network)
+// and builds its client.
+func Dial(targets []concourse.Target, log *slog.Logger) ([]Source, error) {
+	var srcs []Source
+	for _, t := range targets {
+		cfg, team, err := t.Resolve(log)
+		if err != nil {
+			return nil, err
+		}
+		c, err := concourse.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, Source{Client: c, Team: team, URL: cfg.URL})
+	}
+	return srcs, nil
+}
+
+// Connect returns a Witness asking the targets (Dial, then New).
+func Connect(targets []concourse.Target, opts Options) (*Witness, error) {
+	srcs, err := Dial(targets, opts.Log)
 	if err != nil {
 		return nil, err
 	}
-	if opts.WebURL == "" {
-		opts.WebURL = cfg.URL
-	}
-	return New(c, opts), nil
+	return New(opts, srcs...), nil
 }
 
 // Evidence returns, by claim commit, what Concourse says about each claim's build.
@@ -121,16 +167,20 @@ func (w *Witness) Evidence(ctx context.Context, claims []Claim) map[string]*poli
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, w.opts.Concurrency)
 	for _, c := range claims {
-		if !c.Owner.Known() {
+		if !c.Owner.Known() || len(w.srcs) == 0 {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ev := w.one(ctx, sem, c)
-			if ev.Err != "" {
+			switch {
+			case ev.Err != "":
 				w.opts.Log.Warn("Concourse could not say whether a lock's build is alive; the timeout decides",
 					"build", ev.Name, "claim", c.Commit, "error", ev.Err)
+			case ev.Foreign != "":
+				w.opts.Log.Warn("Concourse's answer is not about the build that claimed the lock; the timeout decides",
+					"build", ev.Name, "claim", c.Commit, "why", ev.Foreign)
 			}
 			mu.Lock()
 			out[c.Commit] = ev
@@ -141,56 +191,175 @@ func (w *Witness) Evidence(ctx context.Context, claims []Claim) map[string]*poli
 	return out
 }
 
+// one gathers the evidence of one claim from the Concourse its Build URL names;
+// a claim that names none is asked of the only one, or of all of them.
 func (w *Witness) one(ctx context.Context, sem chan struct{}, c Claim) *policy.Build {
+	srcs, ev := w.sourcesFor(ctx, sem, c)
+	if ev != nil {
+		return ev
+	}
+	if len(srcs) == 1 {
+		ev := w.judge(ctx, sem, srcs[0], c)
+		if c.Owner.Team == "" && !c.Owner.IsOneOff() {
+			ev.KeepOnly = "the claim names no team, so team " + srcs[0].Team + "'s build of that name may be another's"
+		}
+		return ev
+	}
+	// Several Concourses and nothing says which: any of them may keep the lock,
+	// none may free it early, since each may be answering about another build.
+	var kept *policy.Build
+	for _, s := range srcs {
+		ev := w.judge(ctx, sem, s, c)
+		if ev.Foreign == "" && ev.Err == "" && (policy.Running(ev.Status) || ev.HandedOffTo != "") {
+			return ev
+		}
+		if kept == nil || (kept.Err == "" && ev.Err != "") {
+			kept = ev
+		}
+	}
+	kept.KeepOnly = "the claim names no Concourse and several are configured"
+	return kept
+}
+
+// sourcesFor picks the Concourse whose external URL the claim's Build URL
+// names. Without a match it returns the evidence instead: a lookup failure,
+// or a claim from a Concourse that is not configured.
+func (w *Witness) sourcesFor(ctx context.Context, sem chan struct{}, c Claim) ([]*source, *policy.Build) {
+	if c.Owner.Server == "" {
+		return w.srcs, nil
+	}
+	var failed []string
+	for _, s := range w.srcs {
+		s.info.once.Do(func() {
+			s.info.err = w.request(ctx, sem, func() error {
+				var err error
+				s.info.val, err = s.Client.Info(ctx)
+				if err == nil && s.info.val.ExternalURL == "" {
+					err = errors.New("GET /api/v1/info: the answer has no external_url")
+				}
+				return err
+			})
+		})
+		if s.info.err != nil {
+			failed = append(failed, s.URL+": "+s.info.err.Error())
+			continue
+		}
+		if sameServer(s.info.val.ExternalURL, c.Owner.Server) {
+			return []*source{s}, nil
+		}
+	}
 	ev := &policy.Build{Name: c.Owner.String()}
-	b, err := w.build(ctx, sem, c.Owner)
+	if len(failed) > 0 {
+		ev.Err = "asking which Concourse wrote its Build URL: " + strings.Join(failed, "; ")
+	} else {
+		ev.Foreign = "its Build URL names " + c.Owner.Server + ", which is not a configured Concourse"
+	}
+	return nil, ev
+}
+
+// sameServer compares external URLs by scheme, host, port and path prefix.
+func sameServer(a, b string) bool {
+	norm := func(raw string) string {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			return ""
+		}
+		scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+		if port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+			port = map[string]string{"http": "80", "https": "443"}[scheme]
+		}
+		return scheme + "://" + host + ":" + port + strings.TrimRight(u.EscapedPath(), "/")
+	}
+	na := norm(a)
+	return na != "" && na == norm(b)
+}
+
+// judge asks s about the claim's build.
+func (w *Witness) judge(ctx context.Context, sem chan struct{}, s *source, c Claim) *policy.Build {
+	ev := &policy.Build{Name: c.Owner.String()}
+	where := ""
+	if len(w.srcs) > 1 {
+		where = s.URL + ": "
+	}
+	b, err := w.build(ctx, sem, s, c.Owner)
 	if err != nil {
 		if errors.Is(err, concourse.ErrNotFound) {
 			ev.NotFound = true
 		} else {
-			ev.Err = err.Error()
+			ev.Err = where + err.Error()
 		}
 		return ev
 	}
-	ev.Name, ev.Status = b.Display(), b.Status
-	if w.opts.WebURL != "" {
-		ev.URL = strings.TrimRight(w.opts.WebURL, "/") + "/builds/" + strconv.Itoa(b.ID)
+	if why := mismatch(b, c); why != "" {
+		ev.Foreign = where + why
+		return ev
 	}
+	ev.Name, ev.Status = b.Display(), b.Status
+	ev.URL = s.page(b.ID)
 	if policy.Running(b.Status) || b.PipelineName == "" {
 		return ev // running, or a one-off build: nothing can have taken the lock on
 	}
-	to, err := w.handoff(ctx, sem, b, c.Commit)
+	to, err := w.handoff(ctx, sem, s, b, c.Commit)
 	if err != nil {
-		ev.Err = "checking for a hand-off: " + err.Error()
+		ev.Err = where + "checking for a hand-off: " + err.Error()
 	}
 	ev.HandedOffTo = to
 	return ev
 }
 
+// mismatch says why Concourse's build b cannot be the one that wrote the claim,
+// "" when it may be: poolboy's resource records the build's id, and no build
+// writes a claim before it starts or after it ends.
+func mismatch(b *concourse.Build, c Claim) string {
+	if c.Owner.ID != "" && c.Owner.ID != strconv.Itoa(b.ID) {
+		return fmt.Sprintf("Concourse's %s has build id %d, the claim was written by build id %s (pipeline re-created?)",
+			b.Display(), b.ID, c.Owner.ID)
+	}
+	if c.Time.IsZero() {
+		return ""
+	}
+	at := c.Time.UTC().Format(time.RFC3339)
+	if b.EndTime != 0 && time.Unix(b.EndTime, 0).Add(ClockSkew).Before(c.Time) {
+		return fmt.Sprintf("Concourse's %s ended at %s, before the claim (%s)", b.Display(), time.Unix(b.EndTime, 0).UTC().Format(time.RFC3339), at)
+	}
+	if b.StartTime != 0 && time.Unix(b.StartTime, 0).Add(-ClockSkew).After(c.Time) {
+		return fmt.Sprintf("Concourse's %s started at %s, after the claim (%s)", b.Display(), time.Unix(b.StartTime, 0).UTC().Format(time.RFC3339), at)
+	}
+	return ""
+}
+
+// page is the build's page, under the address poolboy asks.
+func (s *source) page(id int) string {
+	if s.URL == "" {
+		return ""
+	}
+	return strings.TrimRight(s.URL, "/") + "/builds/" + strconv.Itoa(id)
+}
+
 // build looks up the build a claim names, once per build.
-func (w *Witness) build(ctx context.Context, sem chan struct{}, o commitmsg.Owner) (*concourse.Build, error) {
+func (w *Witness) build(ctx context.Context, sem chan struct{}, s *source, o commitmsg.Owner) (*concourse.Build, error) {
 	team := o.Team
 	if team == "" {
-		team = w.opts.Team
+		team = s.Team
 	}
 	key := "id " + o.BuildID
 	if !o.IsOneOff() {
 		key = strings.Join([]string{team, o.Pipeline, o.VarsJSON(), o.Job, o.Build}, "\x00")
 	}
-	r := lookup(&w.mu, w.builds, key)
+	r := lookup(&s.mu, s.builds, key)
 	r.once.Do(func() {
 		r.err = w.request(ctx, sem, func() error {
 			var err error
 			if !o.IsOneOff() {
 				p := concourse.Pipeline{Team: team, Name: o.Pipeline, Vars: o.Vars}
-				r.val, err = w.c.JobBuild(ctx, p, o.Job, o.Build)
+				r.val, err = s.Client.JobBuild(ctx, p, o.Job, o.Build)
 				return err
 			}
 			id, err := strconv.Atoi(o.BuildID)
 			if err != nil {
 				return fmt.Errorf("one-off build id %q is not a number", o.BuildID)
 			}
-			r.val, err = w.c.Build(ctx, id)
+			r.val, err = s.Client.Build(ctx, id)
 			return err
 		})
 	})
@@ -198,10 +367,12 @@ func (w *Witness) build(ctx context.Context, sem chan struct{}, o commitmsg.Owne
 }
 
 // handoff names a running build that took the claim commit as an input after b
-// put it: GET /builds/ID/resources gives the resource b wrote the commit to, its
-// version id, and input_to the builds that took that version.
-func (w *Witness) handoff(ctx context.Context, sem chan struct{}, b *concourse.Build, commit string) (string, error) {
-	res, err := w.buildResources(ctx, sem, b.ID)
+// put it: GET /builds/ID/resources gives the put step that wrote the commit, the
+// plan the resource that step puts to, then its version id, and input_to the
+// builds that took that version. Every lookup that fails — a 404 for a version
+// the put made included — is an error, never "nobody took it".
+func (w *Witness) handoff(ctx context.Context, sem chan struct{}, s *source, b *concourse.Build, commit string) (string, error) {
+	res, err := cached(ctx, w, sem, &s.mu, s.resources, b.ID, s.Client.BuildResources)
 	if err != nil {
 		return "", err
 	}
@@ -210,19 +381,23 @@ func (w *Witness) handoff(ctx context.Context, sem chan struct{}, b *concourse.B
 		if out.Version["ref"] != commit {
 			continue
 		}
-		var vid int
+		puts, err := cached(ctx, w, sem, &s.mu, s.plans, b.ID, s.Client.PutResources)
+		if err != nil {
+			return "", fmt.Errorf("finding the resource of put step %s: %w", out.Name, err)
+		}
+		resource, ok := puts[out.Name]
+		if !ok {
+			return "", fmt.Errorf("the plan of build %d has no put step %s", b.ID, out.Name)
+		}
 		var builds []concourse.Build
-		err := w.request(ctx, sem, func() error {
-			var err error
-			if vid, err = w.c.VersionID(ctx, p, out.Name, commit); err != nil {
+		err = w.request(ctx, sem, func() error {
+			vid, err := s.Client.VersionID(ctx, p, resource, commit)
+			if err != nil {
 				return err
 			}
-			builds, err = w.c.InputTo(ctx, p, out.Name, vid)
+			builds, err = s.Client.InputTo(ctx, p, resource, vid)
 			return err
 		})
-		if errors.Is(err, concourse.ErrNotFound) {
-			continue
-		}
 		if err != nil {
 			return "", err
 		}
@@ -235,12 +410,14 @@ func (w *Witness) handoff(ctx context.Context, sem chan struct{}, b *concourse.B
 	return "", nil
 }
 
-func (w *Witness) buildResources(ctx context.Context, sem chan struct{}, id int) (*concourse.BuildResources, error) {
-	r := lookup(&w.mu, w.resources, id)
+// cached runs fetch(id) once per id per run.
+func cached[T any](ctx context.Context, w *Witness, sem chan struct{}, mu *sync.Mutex, cache map[int]*result[T], id int,
+	fetch func(context.Context, int) (T, error)) (T, error) {
+	r := lookup(mu, cache, id)
 	r.once.Do(func() {
 		r.err = w.request(ctx, sem, func() error {
 			var err error
-			r.val, err = w.c.BuildResources(ctx, id)
+			r.val, err = fetch(ctx, id)
 			return err
 		})
 	})

@@ -44,7 +44,7 @@ func TestEvidence(t *testing.T) {
 	inst := fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Vars: map[string]any{"env": "stage/eu"}, Job: "run", Name: "7", Status: "errored"})
 	oneOff := fc.AddBuild(fakeconcourse.Build{Team: "main", Status: "failed"})
 
-	w := liveness.New(client(t, fc), liveness.Options{WebURL: fc.URL})
+	w := liveness.New(liveness.Options{}, liveness.Source{Client: client(t, fc), URL: fc.URL})
 	claims := []liveness.Claim{
 		{Commit: "c1", Owner: owner("main/p/run build 1 claiming: a")},
 		{Commit: "c2", Owner: owner("p/run build 2 claiming: b")}, // pre-team: the default team
@@ -52,7 +52,7 @@ func TestEvidence(t *testing.T) {
 		{Commit: "c5", Owner: owner("main/p/run build 5 claiming: d")},
 		{Commit: "c6", Owner: owner("main/p/run build 99 claiming: e")},
 		{Commit: "c7", Owner: owner(`main/p/{"env":"stage/eu"}/run build 7 claiming: f`)},
-		{Commit: "c8", Owner: owner("claiming: g\nBuild URL: http://elsewhere/builds/" + itoa(oneOff))},
+		{Commit: "c8", Owner: owner("claiming: g\nBuild URL: " + fc.URL + "/builds/" + itoa(oneOff))},
 		{Commit: "c9", Owner: owner("claiming: h")},
 	}
 	got := w.Evidence(context.Background(), claims)
@@ -85,7 +85,7 @@ func TestOneLookupPerBuild(t *testing.T) {
 	fc := fakeconcourse.New(t)
 	fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "run", Name: "4", Status: "failed",
 		Outputs: []fakeconcourse.Version{{Resource: "locks", Ref: "a"}, {Resource: "locks", Ref: "b"}}})
-	w := liveness.New(client(t, fc), liveness.Options{})
+	w := liveness.New(liveness.Options{}, liveness.Source{Client: client(t, fc)})
 	// One job, several locks (several put steps): one build lookup, one resources lookup.
 	var claims []liveness.Claim
 	for _, c := range []string{"a", "b", "c"} {
@@ -139,7 +139,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	// Slow answers make the lookups overlap, so the bound is really exercised.
 	fc.SetFault(fakeconcourse.Fault{Delay: 30 * time.Millisecond})
 	cc := &countingClient{Client: client(t, fc)}
-	got := liveness.New(cc, liveness.Options{Concurrency: 3}).Evidence(context.Background(), claims)
+	got := liveness.New(liveness.Options{Concurrency: 3}, liveness.Source{Client: cc}).Evidence(context.Background(), claims)
 	if len(got) != 12 {
 		t.Fatalf("evidence for %d claims", len(got))
 	}
@@ -156,7 +156,7 @@ func TestDeadlineBoundsADeadConcourse(t *testing.T) {
 	fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "run", Name: "2", Status: "aborted"})
 	c := client(t, fc)
 	fc.SetFault(fakeconcourse.Fault{Delay: time.Hour})
-	w := liveness.New(c, liveness.Options{Deadline: 200 * time.Millisecond, Concurrency: 1})
+	w := liveness.New(liveness.Options{Deadline: 200 * time.Millisecond, Concurrency: 1}, liveness.Source{Client: c})
 	got := w.Evidence(context.Background(), []liveness.Claim{
 		{Commit: "a", Owner: owner("main/p/run build 1 claiming: a")},
 		{Commit: "b", Owner: owner("main/p/run build 2 claiming: b")},
@@ -184,7 +184,7 @@ func TestErrorsAreNotEvidence(t *testing.T) {
 			fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "run", Name: "1", Status: "aborted"})
 			c := client(t, fc)
 			fc.SetFault(fault)
-			ev := liveness.New(c, liveness.Options{}).Evidence(context.Background(),
+			ev := liveness.New(liveness.Options{}, liveness.Source{Client: c}).Evidence(context.Background(),
 				[]liveness.Claim{{Commit: "a", Owner: owner("main/p/run build 1 claiming: a")}})["a"]
 			if ev == nil || ev.Err == "" || ev.Status != "" || ev.NotFound {
 				t.Fatalf("%+v, want an error and no status", ev)
@@ -194,3 +194,142 @@ func TestErrorsAreNotEvidence(t *testing.T) {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func src(t *testing.T, fc *fakeconcourse.Server) liveness.Source {
+	return liveness.Source{Client: client(t, fc), URL: fc.URL}
+}
+
+func evidence(t *testing.T, c liveness.Claim, srcs ...liveness.Source) *policy.Build {
+	t.Helper()
+	ev := liveness.New(liveness.Options{}, srcs...).Evidence(context.Background(), []liveness.Claim{c})[c.Commit]
+	if ev == nil {
+		t.Fatal("no evidence")
+	}
+	return ev
+}
+
+// Issue 10.3: evidence is about the claim's own build or it is none.
+func TestEvidenceMustBeAboutTheClaimsBuild(t *testing.T) {
+	claimedAt := time.Now().Add(-2 * time.Hour)
+	t.Run("pipeline re-created: same name, another build id", func(t *testing.T) {
+		fc := fakeconcourse.New(t)
+		old := fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed"})
+		fc.DeletePipeline("main", "p", nil)
+		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "started"})
+		msg := "main/p/j build 1 claiming: a\n\nBuild URL: " + fc.URL + "/teams/main/pipelines/p/jobs/j/builds/1\n\nPoolboy-Build-Id: " + itoa(old) + "\n"
+		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner(msg)}, src(t, fc))
+		if ev.Foreign == "" || ev.Status != "" || !strings.Contains(ev.Foreign, "build id "+itoa(old)) {
+			t.Errorf("%+v: want foreign evidence naming the recorded id", ev)
+		}
+	})
+	t.Run("started after the claim", func(t *testing.T) {
+		fc := fakeconcourse.New(t)
+		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "started", StartTime: time.Now()})
+		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner("main/p/j build 1 claiming: a")}, src(t, fc))
+		if ev.Foreign == "" || !strings.Contains(ev.Foreign, "after the claim") {
+			t.Errorf("%+v: want foreign", ev)
+		}
+	})
+	t.Run("ended before the claim", func(t *testing.T) {
+		fc := fakeconcourse.New(t)
+		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed",
+			StartTime: claimedAt.Add(-time.Hour), EndTime: claimedAt.Add(-liveness.ClockSkew - time.Minute)})
+		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner("main/p/j build 1 claiming: a")}, src(t, fc))
+		if ev.Foreign == "" || !strings.Contains(ev.Foreign, "before the claim") {
+			t.Errorf("%+v: want foreign", ev)
+		}
+	})
+	t.Run("within the clock-skew margin: its own", func(t *testing.T) {
+		fc := fakeconcourse.New(t)
+		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed",
+			StartTime: claimedAt.Add(liveness.ClockSkew - time.Minute), EndTime: claimedAt.Add(time.Hour)})
+		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner("main/p/j build 1 claiming: a")}, src(t, fc))
+		if ev.Foreign != "" || ev.Status != "failed" {
+			t.Errorf("%+v: want its own failed build", ev)
+		}
+	})
+	t.Run("Build URL of a Concourse not configured", func(t *testing.T) {
+		prod := fakeconcourse.New(t)
+		prod.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed"})
+		msg := "claiming: a\nBuild URL: http://staging.example.com:8080/teams/main/pipelines/p/jobs/j/builds/1"
+		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner(msg)}, src(t, prod))
+		if ev.Foreign == "" || !strings.Contains(ev.Foreign, "http://staging.example.com:8080") || ev.Status != "" {
+			t.Errorf("%+v: want foreign, naming staging", ev)
+		}
+	})
+	t.Run("several Concourses: the Build URL's decides", func(t *testing.T) {
+		prod := fakeconcourse.New(t)
+		staging := fakeconcourse.New(t, fakeconcourse.WithExternalURL("https://staging.example.com/ci"))
+		prod.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed"})
+		staging.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "started"})
+		msg := "claiming: a\nBuild URL: https://STAGING.example.com:443/ci/teams/main/pipelines/p/jobs/j/builds/1"
+		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner(msg)}, src(t, prod), src(t, staging))
+		if ev.Status != "started" || ev.Foreign != "" || !strings.HasPrefix(ev.URL, staging.URL+"/builds/") {
+			t.Errorf("%+v: want staging's running build", ev)
+		}
+	})
+	t.Run("several Concourses, no Build URL: keep only", func(t *testing.T) {
+		a, b := fakeconcourse.New(t), fakeconcourse.New(t)
+		a.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed"})
+		b.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "started"})
+		c := liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner("main/p/j build 1 claiming: a")}
+		if ev := evidence(t, c, src(t, a), src(t, b)); ev.Status != "started" {
+			t.Errorf("%+v: any Concourse's running build keeps it", ev)
+		}
+		b.SetStatus(b.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "2", Status: "started"}), "aborted")
+		a.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "2", Status: "failed"})
+		c.Owner = owner("main/p/j build 2 claiming: a")
+		if ev := evidence(t, c, src(t, a), src(t, b)); ev.KeepOnly == "" {
+			t.Errorf("%+v: a dead status from one of several may not free it early", ev)
+		}
+	})
+	t.Run("no team: the default team's evidence keeps only", func(t *testing.T) {
+		fc := fakeconcourse.New(t)
+		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed"})
+		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "2", Status: "started"})
+		if ev := evidence(t, liveness.Claim{Commit: "c1", Owner: owner("p/j build 1 claiming: a")}, src(t, fc)); ev.KeepOnly == "" || ev.Status != "failed" {
+			t.Errorf("%+v: want keep-only", ev)
+		}
+		if ev := evidence(t, liveness.Claim{Commit: "c2", Owner: owner("p/j build 2 claiming: a")}, src(t, fc)); ev.Status != "started" {
+			t.Errorf("%+v: a running build of the default team keeps it", ev)
+		}
+	})
+}
+
+// Issue 16.1: deploy2 claims with put: claim-env, resource: env; test2 takes it
+// with get: env, passed: [deploy2] and is running.
+func TestHandOffFromARenamedPutStep(t *testing.T) {
+	fc := fakeconcourse.New(t)
+	const sha = "4444444444444444444444444444444444444444"
+	fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "deploy2", Name: "1", Status: "succeeded",
+		Outputs: []fakeconcourse.Version{{Resource: "env", Ref: sha}}, PutSteps: map[string]string{"env": "claim-env"}})
+	fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "test2", Name: "1", Status: "started",
+		Inputs: []fakeconcourse.Version{{Resource: "env", Ref: sha}}})
+	ev := evidence(t, liveness.Claim{Commit: sha, Owner: owner("main/p/deploy2 build 1 claiming: a")}, src(t, fc))
+	if ev.HandedOffTo != "main/p/test2 #1" || ev.Err != "" {
+		t.Errorf("%+v: want handed off to main/p/test2 #1", ev)
+	}
+}
+
+// notFoundVersions answers every version lookup 404, as for a version that
+// should exist (the put made it) but cannot be found.
+type notFoundVersions struct{ liveness.Client }
+
+func (notFoundVersions) VersionID(context.Context, concourse.Pipeline, string, string) (int, error) {
+	return 0, &concourse.StatusError{Code: 404, Method: "GET", Path: "/versions"}
+}
+
+func TestAFailedHandOffLookupIsNoEvidence(t *testing.T) {
+	fc := fakeconcourse.New(t)
+	const sha = "5555555555555555555555555555555555555555"
+	fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "deploy", Name: "1", Status: "failed",
+		Outputs: []fakeconcourse.Version{{Resource: "env", Ref: sha}}})
+	c := liveness.Claim{Commit: sha, Owner: owner("main/p/deploy build 1 claiming: a")}
+	if ev := evidence(t, c, liveness.Source{Client: notFoundVersions{client(t, fc)}}); ev.Err == "" {
+		t.Errorf("%+v: a 404 for the put's own version must be an error, not 'no consumer'", ev)
+	}
+	fc.SetFault(fakeconcourse.Fault{Status: 500})
+	if ev := evidence(t, c, src(t, fc)); ev.Err == "" {
+		t.Errorf("%+v: want an error", ev)
+	}
+}

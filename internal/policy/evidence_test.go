@@ -34,6 +34,15 @@ func TestDecideWithBuildEvidence(t *testing.T) {
 		{"an error is not evidence of death", in(time.Minute, &Build{Name: "x", Err: "503"}), Held, "within-timeout", []string{"only the timeout"}},
 		{"an unknown status is not evidence", in(time.Minute, build("cancelled")), Held, "within-timeout", []string{`"cancelled"`}},
 		{"no owner: timeout only", in(2*time.Hour, nil), Stale, "timeout", nil},
+		// Foreign: the answer is about another build (issue 10.3): no evidence.
+		{"another build's run is not kept", in(2*time.Hour, &Build{Name: "x", Status: "started", Foreign: "build id 9, not 4"}), Stale, "timeout", []string{"another build"}},
+		{"another build's failure is no hurry", in(time.Minute, &Build{Name: "x", Status: "failed", Foreign: "other Concourse"}), Held, "within-timeout", []string{"only the timeout"}},
+		{"another build's hand-off is not kept", in(2*time.Hour, &Build{Name: "x", Status: "succeeded", HandedOffTo: "y #1", Foreign: "ended before"}), Stale, "timeout", nil},
+		// KeepOnly: the claim names no team (or no Concourse of several).
+		{"no team, running: kept", in(10*time.Hour, &Build{Name: "p/j #1", Status: "started", KeepOnly: "no team"}), Alive, "build-running", nil},
+		{"no team, handed off: kept", in(10*time.Hour, &Build{Name: "p/j #1", Status: "succeeded", HandedOffTo: "y #1", KeepOnly: "no team"}), Alive, "handed-off", nil},
+		{"no team, failed: not freed early", in(time.Minute, &Build{Name: "p/j #1", Status: "failed", KeepOnly: "no team"}), Held, "within-timeout", []string{"failed", "no team", "only the timeout"}},
+		{"no team, aborted, past the timeout: the timeout frees it", in(2*time.Hour, &Build{Name: "p/j #1", Status: "aborted", KeepOnly: "no team"}), Stale, "timeout", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -56,6 +65,14 @@ func TestDecideWithBuildEvidence(t *testing.T) {
 	if v := Decide(in(time.Minute, &Build{Name: "x", Err: "concourse: 503"})); v.Warning != "concourse: 503" {
 		t.Errorf("the lookup error must surface as a warning: %+v", v)
 	}
+	if v := Decide(in(time.Minute, &Build{Name: "x", Status: "started", Foreign: "its Build URL names http://staging"})); v.Warning != "its Build URL names http://staging" {
+		t.Errorf("why the answer is foreign must surface as a warning: %+v", v)
+	}
+	keepOnly := in(time.Minute, &Build{Name: "x", Status: "succeeded", KeepOnly: "no team"})
+	keepOnly.ReapSucceeded = true
+	if v := Decide(keepOnly); v.State != Held {
+		t.Errorf("keep-only evidence freed a reap-on-success lock early: %+v", v)
+	}
 }
 
 // Properties that must hold for every combination of evidence, age, timeout and
@@ -69,6 +86,11 @@ func TestDecideEvidenceProperties(t *testing.T) {
 			&Build{Name: "b", Status: st},
 			&Build{Name: "b", Status: st, HandedOffTo: "c #1"},
 			&Build{Name: "b", Status: st, Err: "boom"},
+			&Build{Name: "b", Status: st, Foreign: "another build"},
+			&Build{Name: "b", Status: st, HandedOffTo: "c #1", Foreign: "another build"},
+			&Build{Name: "b", Status: st, KeepOnly: "no team"},
+			&Build{Name: "b", Status: st, HandedOffTo: "c #1", KeepOnly: "no team"},
+			&Build{Name: "b", Status: st, Err: "boom", KeepOnly: "no team"},
 		)
 	}
 	builds = append(builds, &Build{Name: "b", NotFound: true})
@@ -88,6 +110,12 @@ func TestDecideEvidenceProperties(t *testing.T) {
 					switch {
 					case v.Reason == "":
 						t.Errorf("no reason: %s", where)
+					case b != nil && b.Foreign != "":
+						if v.State != timeoutOnly.State || v.Warning != b.Foreign {
+							t.Errorf("an answer about another build is no evidence: %s", where)
+						}
+					case b != nil && b.KeepOnly != "" && v.Reap() && !timeoutOnly.Reap():
+						t.Errorf("keep-only evidence freed a lock before its timeout: %s", where)
 					case b != nil && (Running(b.Status) || b.HandedOffTo != "") && v.State != Alive:
 						t.Errorf("a live build's lock must be kept: %s", where)
 					case timeout <= 0 && v.Reap():
@@ -96,9 +124,9 @@ func TestDecideEvidenceProperties(t *testing.T) {
 						t.Errorf("an error must leave the decision to the timeout: %s", where)
 					case b != nil && b.NotFound && v.State != timeoutOnly.State:
 						t.Errorf("a 404 must leave the decision to the timeout: %s", where)
-					case b != nil && dead(b.Status) && b.Err == "" && b.HandedOffTo == "" && timeout > 0 && !v.Reap():
+					case b != nil && dead(b.Status) && b.Err == "" && b.KeepOnly == "" && b.HandedOffTo == "" && timeout > 0 && !v.Reap():
 						t.Errorf("a dead build's lock is stale at once: %s", where)
-					case b != nil && b.Status == "succeeded" && b.Err == "" && b.HandedOffTo == "" && !reapSucceeded && v.State != timeoutOnly.State:
+					case b != nil && b.Status == "succeeded" && b.Err == "" && b.HandedOffTo == "" && (!reapSucceeded || b.KeepOnly != "") && v.State != timeoutOnly.State:
 						t.Errorf("a succeeded build leaves the decision to the timeout: %s", where)
 					case v.Reap() && b != nil && Running(b.Status):
 						t.Errorf("reaped a running build's lock: %s", where)

@@ -45,6 +45,14 @@ type Build struct {
 	Err         string // the lookup failed (unreachable, 5xx, 401/403, timeout, bad JSON)
 	HandedOffTo string // a pending or started build that took this claim as an input
 	URL         string // the build's page, for people
+	// Foreign says why Concourse's answer is about another build than the one
+	// that wrote the claim (another Concourse, another build id, a build that
+	// ended before the claim or started after it): no evidence at all.
+	Foreign string
+	// KeepOnly says why the answer may be about another build (the claim names
+	// no team, or no Concourse of several): it may keep the lock, never free it
+	// before the timeout.
+	KeepOnly string
 }
 
 // Running says whether a build status means the build is still going.
@@ -80,6 +88,10 @@ func Decide(in Input) Verdict {
 	age := in.Now.Sub(in.ClaimedAt)
 	v := Verdict{Age: max(age, 0)}
 	b := in.Build
+	if b != nil && b.Foreign != "" {
+		v.Warning = b.Foreign
+		return timeout(in, v, "Concourse's answer is about another build than "+b.Name+", so only the timeout decides; ")
+	}
 	switch {
 	case b != nil && Running(b.Status):
 		v.State, v.Rule, v.Reason = Alive, "build-running", fmt.Sprintf("%s is %s: kept whatever its age", b.Name, b.Status)
@@ -98,6 +110,8 @@ func Decide(in Input) Verdict {
 			note = b.Name + " no longer exists in Concourse; "
 		case in.Timeout <= 0:
 			note = b.Name + " " + b.Status + "; "
+		case b.KeepOnly != "":
+			note = fmt.Sprintf("%s %s, but %s: only the timeout frees it; ", b.Name, b.Status, b.KeepOnly)
 		case dead(b.Status):
 			v.State, v.Rule = Stale, "build-"+b.Status
 			v.Reason = fmt.Sprintf("%s %s and no running build took the lock on", b.Name, b.Status)
@@ -112,6 +126,13 @@ func Decide(in Input) Verdict {
 			note = b.Name + " has status " + strconv.Quote(b.Status) + "; "
 		}
 	}
+	return timeout(in, v, note)
+}
+
+// timeout is the verdict without (deciding) evidence: the pool's timeout, after
+// note on what Concourse said.
+func timeout(in Input, v Verdict, note string) Verdict {
+	age := in.Now.Sub(in.ClaimedAt)
 	if age < 0 {
 		// A claim from the future is a clock problem, not evidence of staleness.
 		v.State, v.Rule, v.Reason = Held, "clock-skew", note+"claimed "+Human(-age)+" in the future (clock skew?)"

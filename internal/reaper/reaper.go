@@ -203,7 +203,7 @@ func ownedClaims(found map[string]claims.Claim) []liveness.Claim {
 			continue
 		}
 		seen[c.Commit] = true
-		out = append(out, liveness.Claim{Commit: c.Commit, Owner: commitmsg.Parse(c.Message).Owner})
+		out = append(out, liveness.Claim{Commit: c.Commit, Time: c.Time, Owner: commitmsg.Parse(c.Message).Owner})
 	}
 	return out
 }

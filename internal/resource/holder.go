@@ -1,15 +1,13 @@
 package resource
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
-	"maps"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/poolboy-ci/poolboy/internal/commitmsg"
+	"github.com/poolboy-ci/poolboy/internal/concourse"
 )
 
 // holder is the build running the script, from the BUILD_* variables Concourse gives
@@ -152,26 +150,18 @@ func (h holder) composeURL(external string) string {
 	return ""
 }
 
-// varsQuery renders instance vars as Concourse's URLs do: vars.KEY=<JSON value>
-// per top-level key, sorted; a key with a '.' is quoted.
+// varsQuery renders instance vars as Concourse's BUILD_URL does, with the one
+// encoder the API queries use; "" when they are not a JSON object.
 func varsQuery(vars string) string {
 	var m map[string]json.RawMessage
 	if json.Unmarshal([]byte(vars), &m) != nil {
 		return ""
 	}
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		var v bytes.Buffer
-		if json.Compact(&v, m[k]) != nil {
-			return ""
-		}
-		key := k
-		if strings.ContainsAny(k, `."`) {
-			key = `"` + k + `"`
-		}
-		parts = append(parts, url.QueryEscape("vars."+key)+"="+url.QueryEscape(v.String()))
+	q, err := concourse.VarsQuery(m)
+	if err != nil {
+		return ""
 	}
-	return strings.Join(parts, "&")
+	return q
 }
 
 // oneLine keeps values from the environment or the repository from adding lines

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
@@ -25,16 +24,10 @@ func (o *outRun) reap(ctx context.Context) (*answer, error) {
 		ReapSucceeded: map[string]bool{o.src.Pool: o.src.ReapOnSuccess},
 		Log:           log,
 	}
-	if o.src.ConcourseURL != "" {
-		w, err := liveness.Connect(concourse.Config{
-			URL:      o.src.ConcourseURL,
-			Username: o.src.ConcourseUsername,
-			Password: o.src.ConcoursePassword,
-			Token:    o.src.ConcourseToken,
-			Logger:   log,
-		}, liveness.Options{Team: o.src.ConcourseTeam, Log: log})
+	if targets := o.src.concourseTargets(); len(targets) > 0 {
+		w, err := liveness.Connect(targets, liveness.Options{Log: log})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("invalid payload: %w", err)
 		}
 		// Only a non-nil Witness goes into the interface: a nil pointer in it would
 		// look like a configured Concourse.

@@ -230,6 +230,12 @@ func TestHolderRecordIsReadBack(t *testing.T) {
 			"ATC_EXTERNAL_URL": "https://ci.example.com"},
 			team: "ops", pipeline: "infra", job: "apply", build: "4", vars: `{"env":"stage/eu","n":2}`,
 			url: "https://ci.example.com/teams/ops/pipelines/infra/jobs/apply/builds/4?vars.env=%22stage%2Feu%22&vars.n=2"},
+		{name: "nested and dotted vars before v8: Concourse's own encoding", env: map[string]string{
+			"BUILD_ID": "79", "BUILD_NAME": "5", "BUILD_TEAM_NAME": "ops", "BUILD_PIPELINE_NAME": "infra",
+			"BUILD_PIPELINE_INSTANCE_VARS": `{"a.b":{"c":1},"env":{"region":"eu west"}}`, "BUILD_JOB_NAME": "apply",
+			"ATC_EXTERNAL_URL": "https://ci.example.com"},
+			team: "ops", pipeline: "infra", job: "apply", build: "5", vars: `{"a.b":{"c":1},"env":{"region":"eu west"}}`,
+			url: "https://ci.example.com/teams/ops/pipelines/infra/jobs/apply/builds/5?vars.%22a.b%22.c=1&vars.env.region=%22eu+west%22"},
 		{name: "one-off build before v8", env: map[string]string{"BUILD_ID": "9001", "BUILD_TEAM_NAME": "main",
 			"ATC_EXTERNAL_URL": "https://ci.example.com"}, id: "9001", url: "https://ci.example.com/builds/9001"},
 		{name: "no build at all", env: nil},
@@ -252,6 +258,9 @@ func TestHolderRecordIsReadBack(t *testing.T) {
 			}
 			if c.env != nil && !strings.Contains(msg, "\n\nPoolboy-Build-Id: "+c.env["BUILD_ID"]+"\n") {
 				t.Errorf("message %q lacks the trailers", msg)
+			}
+			if o.ID != c.env["BUILD_ID"] {
+				t.Errorf("message %q: recorded build id %q, want %q", msg, o.ID, c.env["BUILD_ID"])
 			}
 			oneline := testenv.Git(t, bare, "log", "-1", "--pretty=oneline", "main", "--", "aws/claimed/env-1")
 			if !c.python {

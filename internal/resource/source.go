@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 )
@@ -43,7 +44,38 @@ type source struct {
 	ConcoursePassword     string       `json:"concourse_password"`
 	ConcourseToken        string       `json:"concourse_token"`
 	ConcourseTeam         string       `json:"concourse_team"`
-	ReapOnSuccess         bool         `json:"reap_on_success"`
+	ConcourseInsecure     *bool        `json:"concourse_insecure"`
+	ConcourseCACert       string       `json:"concourse_ca_cert"`
+	// ConcourseTargets are more Concourses sharing the lock repository (prod and
+	// staging): each claim is judged by the one its Build URL names.
+	ConcourseTargets []concourseTarget `json:"concourse_targets"`
+	ReapOnSuccess    bool              `json:"reap_on_success"`
+}
+
+// concourseTarget is one entry of concourse_targets: the concourse_* keys
+// without their prefix. A resource container has no ~/.flyrc, so no fly target.
+type concourseTarget struct {
+	URL      string `json:"url"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Token    string `json:"token"`
+	Team     string `json:"team"`
+	Insecure *bool  `json:"insecure"`
+	CACert   string `json:"ca_cert"`
+}
+
+// concourseTargets lists the Concourses to ask: concourse_url's, then concourse_targets.
+func (s *source) concourseTargets() []concourse.Target {
+	var out []concourse.Target
+	if s.ConcourseURL != "" {
+		out = append(out, concourse.Target{URL: s.ConcourseURL, Username: s.ConcourseUsername, Password: s.ConcoursePassword,
+			Token: s.ConcourseToken, Team: s.ConcourseTeam, Insecure: s.ConcourseInsecure, CACertPEM: []byte(s.ConcourseCACert)})
+	}
+	for _, t := range s.ConcourseTargets {
+		out = append(out, concourse.Target{URL: t.URL, Username: t.Username, Password: t.Password,
+			Token: t.Token, Team: t.Team, Insecure: t.Insecure, CACertPEM: []byte(t.CACert)})
+	}
+	return out
 }
 
 type gitConfig struct {
@@ -294,6 +326,11 @@ func (s *source) check() []error {
 	if s.ConcourseURL == "" && (s.ConcourseUsername != "" || s.ConcourseToken != "") {
 		errs = append(errs, errors.New("invalid payload: Concourse credentials given but no concourse_url"))
 	}
+	for i, t := range s.ConcourseTargets {
+		if t.URL == "" {
+			errs = append(errs, fmt.Errorf("invalid payload: concourse_targets[%d] needs a url", i))
+		}
+	}
 	return errs
 }
 
@@ -350,11 +387,16 @@ func (s *source) gitOptions(depth int) gitx.Options {
 // secrets lists what must never be printed.
 func (s *source) secrets() []string {
 	list := []string{s.Password, s.PrivateKeyPassphrase, s.ConcoursePassword, s.ConcourseToken}
+	urls := []string{s.URI, s.PrometheusPushGateway, s.ConcourseURL}
+	for _, t := range s.ConcourseTargets {
+		list = append(list, t.Password, t.Token)
+		urls = append(urls, t.URL)
+	}
 	if s.HTTPSTunnel != nil {
 		p := s.HTTPSTunnel.ProxyPassword
 		list = append(list, p, url.QueryEscape(p), url.PathEscape(p))
 	}
-	for _, raw := range []string{s.URI, s.PrometheusPushGateway, s.ConcourseURL} {
+	for _, raw := range urls {
 		if u, err := url.Parse(raw); err == nil {
 			if pw, ok := u.User.Password(); ok && pw != "" {
 				list = append(list, pw, url.QueryEscape(pw), url.PathEscape(pw))

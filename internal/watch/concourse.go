@@ -18,9 +18,8 @@ import (
 // the last one got a good answer, when one last did, and since when none has.
 // While Concourse does not answer, the timeouts decide alone: that must show.
 type ccHealth struct {
-	url    string
-	up     *prometheus.GaugeVec // poolboy_concourse_up{concourse}: a series from the first lookup on
-	lastOK *prometheus.GaugeVec // poolboy_concourse_last_success_timestamp_seconds{concourse}: from the first success on
+	url string
+	*ccGauges
 
 	mu        sync.Mutex
 	looked    bool      // a lookup was made
@@ -30,9 +29,14 @@ type ccHealth struct {
 	lastErr   string
 }
 
-func newCCHealth(reg prometheus.Registerer, url string) *ccHealth {
-	h := &ccHealth{
-		url: url,
+// ccGauges are the health metrics, one series per Concourse.
+type ccGauges struct {
+	up     *prometheus.GaugeVec // poolboy_concourse_up{concourse}: a series from the first lookup on
+	lastOK *prometheus.GaugeVec // poolboy_concourse_last_success_timestamp_seconds{concourse}: from the first success on
+}
+
+func newCCGauges(reg prometheus.Registerer) *ccGauges {
+	g := &ccGauges{
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "poolboy_concourse_up",
 			Help: "1 when the last Concourse lookup got an answer (a build, or a 404), 0 when it failed (unreachable, 5xx, login failed, 401, malformed): then the timeouts decide alone. Absent before the first lookup.",
@@ -42,8 +46,8 @@ func newCCHealth(reg prometheus.Registerer, url string) *ccHealth {
 			Help: "Unix time of the last Concourse lookup that got an answer. Absent before the first.",
 		}, []string{"concourse"}),
 	}
-	reg.MustRegister(h.up, h.lastOK)
-	return h
+	reg.MustRegister(g.up, g.lastOK)
+	return g
 }
 
 // answered says whether err (from a lookup) is an answer from a working
@@ -117,10 +121,22 @@ func (d ConcourseDoc) warning(now time.Time) string {
 	return b.String()
 }
 
-// ccWarning is the warning about Concourse now, "" when there is none.
-func (d *Daemon) ccWarning() string {
-	if d.health == nil {
-		return ""
+// ccWarnings are the warnings about the Concourses now, one per Concourse not answering.
+func (d *Daemon) ccWarnings() []string {
+	var warns []string
+	for _, h := range d.health {
+		if w := h.doc().warning(d.now()); w != "" {
+			warns = append(warns, w)
+		}
 	}
-	return d.health.doc().warning(d.now())
+	return warns
+}
+
+// ccDocs is the health of every Concourse, for /api/pools.
+func (d *Daemon) ccDocs() []*ConcourseDoc {
+	docs := []*ConcourseDoc{}
+	for _, h := range d.health {
+		docs = append(docs, h.doc())
+	}
+	return docs
 }

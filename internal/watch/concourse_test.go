@@ -82,7 +82,7 @@ func TestMultiDayRunKeepsARunningBuildsLock(t *testing.T) {
 		fixture.Op{Kind: fixture.Claim, Pool: "aws", Lock: "env-2", At: now.Add(-time.Minute),
 			Message: "main/deploy/test build 2 claiming: env-2"})
 	cfg := config(t, dir, time.Hour) // the interval never fires: the test drives the cycles
-	cfg.Concourse = &Concourse{Client: concourse.Config{URL: cc.URL, Username: "admin", Password: "admin-pw"}}
+	cfg.Concourse = []concourse.Target{{URL: cc.URL, Username: "admin", Password: "admin-pw"}}
 	d := start(t, cfg, Options{now: clock.Now})
 	d.waitCycles(t, "locks", 1)
 
@@ -155,7 +155,7 @@ func TestAConcourseOutageIsVisible(t *testing.T) {
 		fixture.Op{Kind: fixture.Claim, Pool: "aws", Lock: "env-1", At: now.Add(-time.Minute),
 			Message: "main/deploy/test build 12 claiming: env-1"})
 	cfg := config(t, dir, time.Hour)
-	cfg.Concourse = &Concourse{Client: concourse.Config{URL: cc.URL + "/", Username: "admin", Password: "admin-pw"}}
+	cfg.Concourse = []concourse.Target{{URL: cc.URL + "/", Username: "admin", Password: "admin-pw"}}
 	// Before any lookup the gauges have no series: the first cycle waits.
 	gate := make(chan struct{})
 	d := start(t, cfg, Options{beforeGit: func(_ context.Context, kind string) {
@@ -198,10 +198,10 @@ func TestAConcourseOutageIsVisible(t *testing.T) {
 		_, page := d.get(t, "/")
 		_, api := d.get(t, "/api/pools")
 		var doc PoolsDoc
-		if err := json.Unmarshal([]byte(api), &doc); err != nil || doc.Concourse == nil || doc.Concourse.Up == nil {
+		if err := json.Unmarshal([]byte(api), &doc); err != nil || len(doc.Concourse) != 1 || doc.Concourse[0].Up == nil {
 			t.Fatalf("%s: /api/pools: %v %s", when, err, api)
 		}
-		c := doc.Concourse
+		c := doc.Concourse[0]
 		if c.URL != cc.URL || *c.Up != wantUp || c.LastSuccess == nil || !c.LastSuccess.Equal(goodAt.UTC()) {
 			t.Errorf("%s: /api/pools concourse %+v", when, c)
 		}
@@ -269,7 +269,7 @@ func TestConcourseHealthRecord(t *testing.T) {
 		{"timeout", fmt.Errorf("concourse: GET /api/v1/builds/1: %w", context.DeadlineExceeded), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newCCHealth(prometheus.NewRegistry(), "https://ci.example.com")
+			h := &ccHealth{url: "https://ci.example.com", ccGauges: newCCGauges(prometheus.NewRegistry())}
 			h.record(t0, errors.New("concourse: GET /api/v1/builds/1: connection refused"))
 			h.record(t0.Add(time.Minute), tc.err)
 			h.record(t0.Add(2*time.Minute), context.Canceled)

@@ -45,21 +45,17 @@ const (
 
 // Config is a loaded, validated config file with its secrets resolved.
 type Config struct {
-	File      string
-	Listen    string
-	Interval  time.Duration
-	CacheDir  string
-	Concourse *Concourse // nil: no Concourse, the timeouts decide alone
+	File     string
+	Listen   string
+	Interval time.Duration
+	CacheDir string
+	// Concourse lists the Concourses to ask (concourse, then concourse_targets);
+	// none: the timeouts decide alone.
+	Concourse []concourse.Target
 	Repos     []Repo
 	// SecretEnv names the environment variables secrets were read from, so the
 	// caller can remove them from the environment git inherits.
 	SecretEnv []string
-}
-
-// Concourse is where to ask about the builds holding locks.
-type Concourse struct {
-	Client concourse.Config
-	Team   string // team of claims that name none; "" means main
 }
 
 // Repo is one lock repository to keep healthy.
@@ -89,11 +85,12 @@ func (e *ConfigError) Error() string {
 
 // The file's shape. Secret values never appear here: only where to find them.
 type rawConfig struct {
-	Listen    string        `yaml:"listen"`
-	Interval  string        `yaml:"interval"`
-	CacheDir  string        `yaml:"cache_dir"`
-	Concourse *rawConcourse `yaml:"concourse"`
-	Repos     []rawRepo     `yaml:"repos"`
+	Listen           string         `yaml:"listen"`
+	Interval         string         `yaml:"interval"`
+	CacheDir         string         `yaml:"cache_dir"`
+	Concourse        *rawConcourse  `yaml:"concourse"`
+	ConcourseTargets []rawConcourse `yaml:"concourse_targets"`
+	Repos            []rawRepo      `yaml:"repos"`
 }
 
 type rawConcourse struct {
@@ -103,8 +100,9 @@ type rawConcourse struct {
 	PasswordFile string `yaml:"password_file"`
 	TokenEnv     string `yaml:"token_env"`
 	TokenFile    string `yaml:"token_file"`
+	FlyTarget    string `yaml:"fly_target"`
 	Team         string `yaml:"team"`
-	Insecure     bool   `yaml:"insecure"`
+	Insecure     *bool  `yaml:"insecure"`
 	CACertFile   string `yaml:"ca_cert_file"`
 }
 
@@ -302,11 +300,18 @@ func (l *loader) parse(data []byte) (*Config, error) {
 		cfg.CacheDir = filepath.Join(dir, "poolboy")
 	}
 	if raw.Concourse != nil {
-		cc, err := l.concourse(raw.Concourse)
+		cc, err := l.concourse("concourse", raw.Concourse)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Concourse = cc
+		cfg.Concourse = append(cfg.Concourse, cc)
+	}
+	for i := range raw.ConcourseTargets {
+		cc, err := l.concourse(fmt.Sprintf("concourse_targets[%d]", i), &raw.ConcourseTargets[i])
+		if err != nil {
+			return nil, err
+		}
+		cfg.Concourse = append(cfg.Concourse, cc)
 	}
 	if len(raw.Repos) == 0 {
 		return nil, l.errf("repos", "no repos: give at least one (name, uri, pools)")
@@ -398,37 +403,37 @@ func (l *loader) repo(path string, rr rawRepo) (Repo, error) {
 	return r, nil
 }
 
-func (l *loader) concourse(rc *rawConcourse) (*Concourse, error) {
-	cc := &Concourse{Team: rc.Team}
-	c := &cc.Client
-	c.URL, c.Username, c.Insecure = rc.URL, rc.Username, rc.Insecure
-	if rc.URL == "" {
-		return nil, l.errf("concourse", "missing url")
+func (l *loader) concourse(path string, rc *rawConcourse) (concourse.Target, error) {
+	t := concourse.Target{URL: rc.URL, Username: rc.Username, FlyTarget: rc.FlyTarget, Team: rc.Team,
+		Insecure: rc.Insecure, CACertFile: rc.CACertFile}
+	t.FlyHome, _ = l.env("FLY_HOME")
+	if rc.URL == "" && rc.FlyTarget == "" {
+		return t, l.errf(path, "missing url (or fly_target)")
 	}
 	var err error
-	if c.Password, err = l.secret("concourse", "password", rc.PasswordEnv, rc.PasswordFile); err != nil {
-		return nil, err
+	if t.Password, err = l.secret(path, "password", rc.PasswordEnv, rc.PasswordFile); err != nil {
+		return t, err
 	}
-	if c.Token, err = l.secret("concourse", "token", rc.TokenEnv, rc.TokenFile); err != nil {
-		return nil, err
+	if t.Token, err = l.secret(path, "token", rc.TokenEnv, rc.TokenFile); err != nil {
+		return t, err
 	}
 	switch {
-	case c.Username != "" && c.Token != "":
-		return nil, l.errf("concourse.token_env", "give a user (username, password_env|password_file) or a token, not both")
-	case c.Username != "" && c.Password == "":
-		return nil, l.errf("concourse.username", "needs password_env or password_file")
-	case c.Username == "" && c.Password != "":
-		return nil, l.errf("concourse", "a password needs a username")
+	case t.Username != "" && t.Token != "":
+		return t, l.errf(path+".token_env", "give a user (username, password_env|password_file) or a token, not both")
+	case t.Username != "" && t.Password == "":
+		return t, l.errf(path+".username", "needs password_env or password_file")
+	case t.Username == "" && t.Password != "":
+		return t, l.errf(path, "a password needs a username")
 	}
 	if rc.CACertFile != "" {
-		if c.CACertPEM, err = os.ReadFile(rc.CACertFile); err != nil {
-			return nil, l.errf("concourse.ca_cert_file", "%v", err)
+		if _, err := os.Stat(rc.CACertFile); err != nil {
+			return t, l.errf(path+".ca_cert_file", "%v", err)
 		}
 	}
-	if _, err := concourse.New(*c); err != nil {
-		return nil, l.errf("concourse.url", "%v", strings.TrimPrefix(err.Error(), "concourse: "))
+	if _, _, err := t.Resolve(nil); err != nil {
+		return t, l.errf(path+".url", "%v", strings.TrimPrefix(err.Error(), "concourse: "))
 	}
-	return cc, nil
+	return t, nil
 }
 
 // secret reads key_env or key_file under path; "" when neither is given.

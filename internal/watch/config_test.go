@@ -108,7 +108,8 @@ func TestTheDocumentedExampleLoads(t *testing.T) {
 	if cfg.Listen != "127.0.0.1:9090" || cfg.Interval != time.Minute || cfg.CacheDir != "/var/lib/poolboy" {
 		t.Errorf("top level: %+v", cfg)
 	}
-	if cfg.Concourse == nil || cfg.Concourse.Client.Password != "secret-of-CONCOURSE_PASSWORD" {
+	if len(cfg.Concourse) != 2 || cfg.Concourse[0].Password != "secret-of-CONCOURSE_PASSWORD" ||
+		cfg.Concourse[1].Token != "secret-of-STAGING_CONCOURSE_TOKEN" {
 		t.Errorf("concourse: %+v", cfg.Concourse)
 	}
 	if len(cfg.Repos) < 2 {

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/backoff"
-	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
@@ -41,8 +41,8 @@ type Daemon struct {
 	cfg     *Config
 	opts    Options
 	log     *slog.Logger
-	cc      *concourse.Client // nil: no Concourse
-	health  *ccHealth         // nil: no Concourse
+	cc      []liveness.Source // none: no Concourse
+	health  []*ccHealth       // what each of cc has answered lately
 	workers []*worker
 	byName  map[string]*worker
 	metrics *metrics
@@ -69,16 +69,16 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		opts.now = time.Now
 	}
 	d := &Daemon{cfg: cfg, opts: opts, log: opts.Log, byName: map[string]*worker{}}
-	if cfg.Concourse != nil {
-		cc := cfg.Concourse.Client
-		cc.Logger = opts.Log
-		cc.Now = opts.now
-		c, err := concourse.New(cc)
-		if err != nil {
-			return nil, err
-		}
-		d.cc = c
+	// The clients (and their tokens) are shared by every cycle, on the daemon's clock.
+	targets := slices.Clone(cfg.Concourse)
+	for i := range targets {
+		targets[i].Now = opts.now
 	}
+	cc, err := liveness.Dial(targets, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	d.cc = cc
 	for _, r := range cfg.Repos {
 		w := &worker{d: d, cfg: r, trigger: make(chan struct{}, 1), log: opts.Log.With("repo", r.Name),
 			branch: r.Branch, reaps: make([]Reap, 0, opts.RecentReaps)}
@@ -86,8 +86,11 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		d.byName[r.Name] = w
 	}
 	d.metrics = newMetrics(d)
-	if d.cc != nil {
-		d.health = newCCHealth(d.metrics.reg, strings.TrimRight(cfg.Concourse.Client.URL, "/"))
+	if len(d.cc) > 0 {
+		g := newCCGauges(d.metrics.reg)
+		for _, s := range d.cc {
+			d.health = append(d.health, &ccHealth{url: strings.TrimRight(s.URL, "/"), ccGauges: g})
+		}
 	}
 	return d, nil
 }
@@ -305,10 +308,14 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 	}
 	repo := meteredRepo{w.repo, d}
 	cfg := reaper.Config{Timeouts: w.cfg.Timeouts, ReapSucceeded: w.cfg.ReapOnSuccess, Log: w.log, Now: d.now}
-	if d.cc != nil {
+	if len(d.cc) > 0 {
 		// A witness lives for one cycle: its answers are cached for that long only.
-		cfg.Witness = liveness.New(meteredConcourse{d.cc, d},
-			liveness.Options{Team: d.cfg.Concourse.Team, WebURL: d.cfg.Concourse.Client.URL, Log: w.log})
+		srcs := make([]liveness.Source, len(d.cc))
+		for i, s := range d.cc {
+			s.Client = meteredConcourse{s.Client, d, d.health[i]}
+			srcs[i] = s
+		}
+		cfg.Witness = liveness.New(liveness.Options{Log: w.log}, srcs...)
 	}
 	res, err := reaper.Clean(ctx, repo, cfg, false)
 	if err != nil {

@@ -222,7 +222,7 @@ func TestWebhookFreesALockOfAnAbortedBuildAtOnce(t *testing.T) {
 		fixture.Op{Kind: fixture.Claim, Pool: "aws", Lock: "env-1", At: now.Add(-time.Minute),
 			Message: "main/deploy/test build 12 claiming: env-1"})
 	cfg := config(t, dir, time.Hour)
-	cfg.Concourse = &Concourse{Client: concourse.Config{URL: cc.URL, Token: cc.Token("admin")}}
+	cfg.Concourse = []concourse.Target{{URL: cc.URL, Token: cc.Token("admin")}}
 	d := start(t, cfg, Options{})
 
 	st := d.waitCycles(t, "locks", 1)
@@ -266,7 +266,7 @@ func TestTheIntervalCoversALostWebhook(t *testing.T) {
 		fixture.Op{Kind: fixture.Claim, Pool: "aws", Lock: "env-1", At: now.Add(-time.Minute),
 			Message: "main/deploy/test build 12 claiming: env-1"})
 	cfg := config(t, dir, 50*time.Millisecond)
-	cfg.Concourse = &Concourse{Client: concourse.Config{URL: cc.URL, Username: "admin", Password: "admin-pw"}}
+	cfg.Concourse = []concourse.Target{{URL: cc.URL, Username: "admin", Password: "admin-pw"}}
 	d := start(t, cfg, Options{})
 	d.waitCycles(t, "locks", 1)
 	if !exists(t, dir, "aws/claimed/env-1") {
@@ -454,7 +454,7 @@ func TestMetricsAndAPI(t *testing.T) {
 			Message: "main/deploy/test build 13 claiming: env-2"})
 	dir := remote(t, ops...)
 	cfg := config(t, dir, time.Hour)
-	cfg.Concourse = &Concourse{Client: concourse.Config{URL: cc.URL, Token: cc.Token("admin")}}
+	cfg.Concourse = []concourse.Target{{URL: cc.URL, Token: cc.Token("admin")}}
 	d := start(t, cfg, Options{})
 	d.waitCycles(t, "locks", 1)
 

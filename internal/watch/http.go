@@ -35,8 +35,8 @@ func (d *Daemon) Handler() http.Handler {
 		// the timeouts deciding alone, and restarting or unlisting the daemon
 		// would not bring Concourse back.
 		note := ""
-		if warn := d.ccWarning(); warn != "" {
-			note = "\nwarning: " + warn
+		for _, warn := range d.ccWarnings() {
+			note += "\nwarning: " + warn
 		}
 		if err := d.ready(); err != nil {
 			http.Error(w, "not ready: "+strings.ReplaceAll(err.Error(), "\n", "; ")+note, http.StatusServiceUnavailable)
@@ -57,7 +57,7 @@ type PoolsDoc struct {
 	GeneratedAt time.Time `json:"generated_at"`
 	Interval    float64   `json:"interval_seconds"`
 	// Concourse is what the lookups found of Concourse; null without one.
-	Concourse *ConcourseDoc `json:"concourse"`
+	Concourse []*ConcourseDoc `json:"concourse"` // one per Concourse; [] without one
 	Repos     []RepoDoc     `json:"repos"`
 }
 
@@ -85,9 +85,7 @@ func timePtr(t time.Time) *time.Time {
 // Pools is the /api/pools document now.
 func (d *Daemon) Pools() PoolsDoc {
 	doc := PoolsDoc{Schema: APISchema, GeneratedAt: d.now().UTC(), Interval: d.cfg.Interval.Seconds(), Repos: []RepoDoc{}}
-	if d.health != nil {
-		doc.Concourse = d.health.doc()
-	}
+	doc.Concourse = d.ccDocs()
 	for _, w := range d.workers {
 		st := w.snapshot()
 		rd := RepoDoc{Name: st.Name, Branch: st.Branch, Running: st.Running, Cycles: st.Cycles,

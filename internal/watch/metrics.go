@@ -8,6 +8,7 @@ import (
 
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/liveness"
 	poolmetrics "github.com/poolboy-ci/poolboy/internal/metrics"
 )
 
@@ -58,37 +59,48 @@ func (r meteredRepo) Push(ctx context.Context, commit string) error {
 // meteredConcourse counts the lookups the liveness witness makes, and keeps
 // the daemon's idea of Concourse's health.
 type meteredConcourse struct {
-	c *concourse.Client
+	c liveness.Client
 	d *Daemon
+	h *ccHealth // this Concourse's
 }
 
-func count[T any](d *Daemon, v T, err error) (T, error) {
-	d.metrics.CCRequests.WithLabelValues(outcome(err)).Inc()
-	d.health.record(d.now(), err)
+func count[T any](c meteredConcourse, v T, err error) (T, error) {
+	c.d.metrics.CCRequests.WithLabelValues(outcome(err)).Inc()
+	c.h.record(c.d.now(), err)
 	return v, err
 }
 
 func (c meteredConcourse) JobBuild(ctx context.Context, p concourse.Pipeline, job, name string) (*concourse.Build, error) {
 	v, err := c.c.JobBuild(ctx, p, job, name)
-	return count(c.d, v, err)
+	return count(c, v, err)
+}
+
+func (c meteredConcourse) Info(ctx context.Context) (*concourse.Info, error) {
+	v, err := c.c.Info(ctx)
+	return count(c, v, err)
+}
+
+func (c meteredConcourse) PutResources(ctx context.Context, id int) (map[string]string, error) {
+	v, err := c.c.PutResources(ctx, id)
+	return count(c, v, err)
 }
 
 func (c meteredConcourse) Build(ctx context.Context, id int) (*concourse.Build, error) {
 	v, err := c.c.Build(ctx, id)
-	return count(c.d, v, err)
+	return count(c, v, err)
 }
 
 func (c meteredConcourse) BuildResources(ctx context.Context, id int) (*concourse.BuildResources, error) {
 	v, err := c.c.BuildResources(ctx, id)
-	return count(c.d, v, err)
+	return count(c, v, err)
 }
 
 func (c meteredConcourse) VersionID(ctx context.Context, p concourse.Pipeline, resource, ref string) (int, error) {
 	v, err := c.c.VersionID(ctx, p, resource, ref)
-	return count(c.d, v, err)
+	return count(c, v, err)
 }
 
 func (c meteredConcourse) InputTo(ctx context.Context, p concourse.Pipeline, resource string, versionID int) ([]concourse.Build, error) {
 	v, err := c.c.InputTo(ctx, p, resource, versionID)
-	return count(c.d, v, err)
+	return count(c, v, err)
 }

@@ -99,8 +99,8 @@ func buildPage(doc PoolsDoc, interval time.Duration) pageView {
 	now := doc.GeneratedAt
 	refresh := min(max(interval, pageMinRefresh), pageMaxRefresh)
 	v := pageView{Now: stamp(now), Refresh: int(refresh / time.Second), Interval: policy.Human(interval)}
-	if doc.Concourse != nil {
-		v.Concourse = doc.Concourse.warning(now)
+	for _, c := range doc.Concourse {
+		v.Concourse = strings.TrimSpace(v.Concourse + " " + c.warning(now))
 	}
 	for _, r := range doc.Repos {
 		rv := repoView{Name: r.Name, Branch: r.Branch, Running: r.Running, Cycles: r.Cycles, LastError: r.LastError}

@@ -97,7 +97,7 @@ func TestStatusPageInChromium(t *testing.T) {
 
 	cfg := config(t, dir, time.Hour)
 	cfg.Repos[0].Timeouts = policy.Timeouts{"aws": time.Hour, "gpu": 2 * time.Hour}
-	cfg.Concourse = &Concourse{Client: concourse.Config{URL: cc.URL, Token: cc.Token("admin")}}
+	cfg.Concourse = []concourse.Target{{URL: cc.URL, Token: cc.Token("admin")}}
 	d := start(t, cfg, Options{})
 	st := d.waitCycles(t, "locks", 1)
 	if st.LastError != "" || len(st.Reaps) != 2 {
