@@ -163,14 +163,14 @@ func Parse(msg string) Message {
 	rawURL := buildURLLine(body)
 	m.Owner = merge(prefixOwner, parseBuildURL(rawURL))
 	m.Owner.URL = rawURL
-	if id := trailer(body, "Poolboy-Build-Id"); isDigits(id) {
+	if id := Trailer(body, "Poolboy-Build-Id"); isDigits(id) {
 		m.Owner.ID = id
 	}
 	return m
 }
 
-// trailer returns the value of the first "Key: value" line of the body, or "".
-func trailer(body, key string) string {
+// Trailer returns the value of the first "Key: value" line of the body, or "".
+func Trailer(body, key string) string {
 	for line := range strings.Lines(body) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), key+":"); ok {
 			return strings.TrimSpace(v)
@@ -304,7 +304,7 @@ func parsePath(s string) (Owner, bool) {
 
 // buildURLLine returns the value of the first "Build URL:" line of the body,
 // trimmed, or "".
-func buildURLLine(body string) string { return trailer(body, "Build URL") }
+func buildURLLine(body string) string { return Trailer(body, "Build URL") }
 
 // parseBuildURL reads a BUILD_URL. Only the end of the path matters, since
 // the external URL may carry its own path prefix.

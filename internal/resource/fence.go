@@ -119,7 +119,7 @@ func (o *outRun) endOf(ctx context.Context, claim, head, path string) string {
 		return "was taken out of claimed/"
 	}
 	m := commitmsg.Parse(msg)
-	if rule := trailer(msg, "Poolboy-Rule"); rule != "" {
+	if rule := commitmsg.Trailer(msg, "Poolboy-Rule"); rule != "" {
 		return fmt.Sprintf("was reaped by poolboy (%s) in %s", oneLine(rule), commit)
 	}
 	by := ownerOf(msg)
@@ -130,17 +130,6 @@ func (o *outRun) endOf(ctx context.Context, claim, head, path string) string {
 		return fmt.Sprintf("was released by %s in %s", by, commit)
 	}
 	return fmt.Sprintf("was taken out of claimed/ by %s", commit)
-}
-
-// trailer is the value of the last "Key: value" line of msg, "" if none.
-func trailer(msg, key string) string {
-	v := ""
-	for _, l := range strings.Split(msg, "\n") {
-		if rest, ok := strings.CutPrefix(l, key+":"); ok {
-			v = strings.TrimSpace(rest)
-		}
-	}
-	return v
 }
 
 // ownerOf names the build a claim message names, for error messages.

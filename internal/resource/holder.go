@@ -50,10 +50,10 @@ func (h holder) jobBuild() bool {
 // pipeline, instance vars, job and build name, or a one-off build's id). A holder
 // without build metadata (a run by hand) owns nothing.
 func (h holder) owns(msg string) bool {
-	if id := trailer(msg, "Poolboy-Build-Id"); id != "" || h.ID == "" {
-		return id != "" && id == h.ID
-	}
 	o := commitmsg.Parse(msg).Owner
+	if o.ID != "" || h.ID == "" {
+		return o.ID != "" && o.ID == h.ID
+	}
 	if !h.jobBuild() {
 		return o.IsOneOff() && o.BuildID == h.ID
 	}
