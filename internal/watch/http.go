@@ -58,7 +58,7 @@ type PoolsDoc struct {
 	Interval    float64   `json:"interval_seconds"`
 	// Concourse is what the lookups found of Concourse; null without one.
 	Concourse []*ConcourseDoc `json:"concourse"` // one per Concourse; [] without one
-	Repos     []RepoDoc     `json:"repos"`
+	Repos     []RepoDoc       `json:"repos"`
 }
 
 // RepoDoc is one repo in /api/pools.
