@@ -56,8 +56,8 @@ type PoolsDoc struct {
 	Schema      string    `json:"schema"`
 	GeneratedAt time.Time `json:"generated_at"`
 	Interval    float64   `json:"interval_seconds"`
-	// Concourse is what the lookups found of Concourse; null without one.
-	Concourse []*ConcourseDoc `json:"concourse"` // one per Concourse; [] without one
+	// Concourse is what the lookups found of each Concourse; [] without one.
+	Concourse []*ConcourseDoc `json:"concourse"`
 	Repos     []RepoDoc       `json:"repos"`
 }
 
