@@ -56,13 +56,18 @@ type Pool struct {
 }
 
 // Intact says whether the pool has both state directories, so a lock can move.
-func (p *Pool) Intact() bool {
+func (p *Pool) Intact() bool { return p.Unusable() == "" }
+
+// Unusable says what keeps locks from moving in the pool (its own problems, not
+// its locks'), "" when nothing does.
+func (p *Pool) Unusable() string {
+	var why []string
 	for _, pr := range p.Problems {
 		if pr.Lock == "" {
-			return false
+			why = append(why, pr.String())
 		}
 	}
-	return true
+	return strings.Join(why, "; ")
 }
 
 // Snapshot is the whole repository at one commit.

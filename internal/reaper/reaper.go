@@ -224,6 +224,11 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 			c, ok := found.Claims[l.Path()]
 			lr := LockReport{Pool: p.Name, Name: l.Name, lock: l, timeout: pr.Timeout}
 			problem := p.Broken[l.Name]
+			if problem == "" && !pr.intact {
+				// No lock of a pool missing claimed/ or unclaimed/ can move: each is
+				// broken, as its pool is, never stale.
+				problem = "the pool is not usable: " + p.Unusable()
+			}
 			if cs := found.Conflicts[l.Path()]; len(cs) > 0 && problem == "" {
 				problem = ConflictDetail(cs)
 				pr.Problems = append(pr.Problems, pool.Problem{Pool: p.Name, Lock: l.Name, Path: l.Path(), Detail: problem})
@@ -306,7 +311,7 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 			return nil, err
 		}
 		tip := res.Freed[len(res.Freed)-1].Commit
-		err = repo.Push(ctx, tip)
+		err = gitx.PushChecked(ctx, repo, head, tip)
 		if err == nil {
 			for _, f := range res.Freed {
 				cfg.Log.Info("freed lock", "pool", f.Pool, "lock", f.Name, "commit", f.Commit, "reason", f.Verdict.Reason)

@@ -326,3 +326,59 @@ func TestCleanMergedHistory(t *testing.T) {
 		t.Errorf("state after clean: %v", after)
 	}
 }
+
+// A pool missing unclaimed/ can move none of its locks: they are broken, as the
+// pool is, never stale (a stale count that clean can never bring down would be a
+// false alarm forever).
+func TestLocksOfAnUnusablePoolAreBroken(t *testing.T) {
+	url, _ := lockRepo(t)
+	c := testenv.NewClone(t, url, "main")
+	testenv.Git(t, c.Dir, "rm", "-q", "-r", "aws/unclaimed")
+	testenv.Git(t, c.Dir, "commit", "-q", "-m", "a person deleted unclaimed/")
+	testenv.Git(t, c.Dir, "push", "-q", "origin", "HEAD:main")
+
+	res, err := reaper.Clean(context.Background(), open(t, url), config(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Freed) != 0 {
+		t.Errorf("freed %v from a pool without unclaimed/", freedNames(res))
+	}
+	p := res.Report.Pools[0]
+	if p.Stale != 0 {
+		t.Errorf("pool reports %d stale locks, want 0", p.Stale)
+	}
+	for _, l := range p.Locks {
+		if l.Verdict.State != policy.Broken || !strings.Contains(l.Verdict.Reason, "unclaimed") {
+			t.Errorf("%s: %s (%s), want broken because unclaimed/ is missing", l.Name, l.Verdict.State, l.Verdict.Reason)
+		}
+	}
+}
+
+// lostAnswer is a mirror whose push reaches the remote but whose answer is lost,
+// as when a proxy cuts the connection after the remote took the pack.
+type lostAnswer struct{ *gitx.Repo }
+
+func (r lostAnswer) Push(ctx context.Context, commit string) error {
+	if err := r.Repo.Push(ctx, commit); err != nil {
+		return err
+	}
+	return errors.New("git push: fatal: the remote end hung up unexpectedly")
+}
+
+// A reap whose push landed but whose answer was lost is done: the remote's history
+// says so. (It was an error, and the frees were missing from metrics and reports.)
+func TestCleanPushLandedButItsAnswerWasLost(t *testing.T) {
+	url, _ := lockRepo(t)
+	res, err := reaper.Clean(context.Background(), lostAnswer{open(t, url)}, config(), false)
+	if err != nil {
+		t.Fatalf("clean: %v", err)
+	}
+	if got := strings.Join(freedNames(res), ","); got != "env-1,env-2" || res.Attempts != 1 {
+		t.Errorf("freed %q in %d attempts, want env-1,env-2 in 1", got, res.Attempts)
+	}
+	after := state(t, testenv.NewClone(t, url, "main"))
+	if !after["aws/unclaimed/env-1"] || !after["aws/unclaimed/env-2"] || !after["aws/claimed/env-3"] {
+		t.Errorf("remote after clean: %v", after)
+	}
+}

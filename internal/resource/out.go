@@ -354,7 +354,7 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 			return nil, err
 		}
 		if unsure != nil {
-			if head == unsure.commit || o.isAncestor(ctx, unsure.commit, head) {
+			if head == unsure.commit || gitx.IsAncestor(ctx, o.repo, unsure.commit, head) {
 				fmt.Fprintf(o.log, "the push of %s landed after all\n", unsure.commit)
 				return o.landed(ctx, unsure.commit, unsure.plan)
 			}
@@ -391,14 +391,8 @@ func (o *outRun) poolAt(ctx context.Context, head string) (*pool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !p.Intact() {
-		var why []string
-		for _, pr := range p.Problems {
-			if pr.Lock == "" {
-				why = append(why, pr.String())
-			}
-		}
-		return nil, fmt.Errorf("pool %q is not usable: %s", p.Name, strings.Join(why, "; "))
+	if why := p.Unusable(); why != "" {
+		return nil, fmt.Errorf("pool %q is not usable: %s", p.Name, why)
 	}
 	return p, nil
 }
@@ -469,31 +463,7 @@ func (o *outRun) push(ctx context.Context, parent, commit string) error {
 	beforePush()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
 	defer cancel()
-	err := o.repo.Push(pctx, commit)
-	if err == nil || errors.Is(err, gitx.ErrRejected) || errors.Is(err, gitx.ErrRefused) {
-		return err
-	}
-	// No verdict from git (a dropped connection, a ref lock held by a concurrent
-	// push): the remote's history says what happened. Our commit may have landed and
-	// someone else pushed on top already, so "the head is not ours" proves nothing;
-	// whether our commit is in the branch's history does.
-	head, ferr := o.repo.Fetch(pctx)
-	if ferr != nil {
-		return err
-	}
-	if head == commit || o.isAncestor(pctx, commit, head) {
-		return nil
-	}
-	if head != parent {
-		return fmt.Errorf("%w", gitx.ErrRejected)
-	}
-	return err
-}
-
-// isAncestor says whether commit is in head's history.
-func (o *outRun) isAncestor(ctx context.Context, commit, head string) bool {
-	_, err := o.repo.Output(ctx, "merge-base", "--is-ancestor", commit, head)
-	return err == nil
+	return gitx.PushChecked(pctx, o.repo, parent, commit)
 }
 
 // giveBack releases a claim pushed after ctx ended, on top of it (fast-forward
