@@ -1,10 +1,11 @@
 package pool
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 )
 
@@ -21,47 +22,99 @@ func Move(from Lock, toClaimed bool) []Edit {
 	return []Edit{{Path: from.Path()}, {Path: to.Path(), Mode: from.Mode, Blob: from.Blob}}
 }
 
+// Change is one commit to make: its edits and its message.
+type Change struct {
+	Edits []Edit
+	Msg   string
+}
+
 // Writer is the part of a repository that makes commits.
 type Writer interface {
 	Input(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error)
 }
 
-// Commit makes one commit on top of parent with edits applied, through a private
-// index file: no work tree, so nothing is read from or written to disk but git's
-// own objects, no lock content is touched, and no symlink can be followed.
+// Commit makes one commit on top of parent with edits applied.
 func Commit(ctx context.Context, w Writer, parent string, edits []Edit, msg string) (string, error) {
-	idx, err := os.CreateTemp("", "poolboy-index-")
+	ids, err := Commits(ctx, w, parent, []Change{{edits, msg}})
 	if err != nil {
 		return "", err
 	}
-	idx.Close()
-	os.Remove(idx.Name()) // git wants to create it; we only want a private name
-	defer os.Remove(idx.Name())
-	env := []string{"GIT_INDEX_FILE=" + idx.Name()}
+	return ids[0], nil
+}
 
-	if _, err := w.Input(ctx, nil, env, "read-tree", parent); err != nil {
-		return "", err
+// Commits makes a chain of commits on top of parent, one per change, each on the
+// one before, and returns their ids in order. One `git fast-import` builds them
+// all, whatever their number: no work tree and no index, so nothing is read from or
+// written to disk but git's own objects, no lock content is touched, and no symlink
+// can be followed. The commits are reachable from no ref until they are pushed
+// (fast-import's branch is reset before it ends).
+func Commits(ctx context.Context, w Writer, parent string, changes []Change) ([]string, error) {
+	if len(changes) == 0 {
+		return nil, nil
 	}
-	var info strings.Builder
-	for _, e := range edits {
-		if e.Blob == "" {
-			// Mode 0 removes the path; the null object id has the repository's hash length.
-			fmt.Fprintf(&info, "0 %s\t%s\x00", strings.Repeat("0", len(parent)), e.Path)
-		} else {
-			fmt.Fprintf(&info, "%s %s\t%s\x00", e.Mode, e.Blob, e.Path)
-		}
-	}
-	if _, err := w.Input(ctx, strings.NewReader(info.String()), env, "update-index", "-z", "--index-info"); err != nil {
-		return "", err
-	}
-	tree, err := w.Input(ctx, nil, env, "write-tree")
+	author, err := ident(ctx, w, "GIT_AUTHOR_IDENT")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	out, err := w.Input(ctx, strings.NewReader(msg), nil,
-		"commit-tree", strings.TrimSpace(string(tree)), "-p", parent, "-F", "-")
+	committer, err := ident(ctx, w, "GIT_COMMITTER_IDENT")
+	if err != nil {
+		return nil, err
+	}
+	// A private branch name: two writers in one repository never share one.
+	ref := "refs/poolboy/commits-" + strings.ToLower(rand.Text())
+	var in bytes.Buffer
+	for i, c := range changes {
+		fmt.Fprintf(&in, "commit %s\nmark :%d\nauthor %s\ncommitter %s\ndata %d\n%s\n", ref, i+1, author, committer, len(c.Msg), c.Msg)
+		if i == 0 {
+			fmt.Fprintf(&in, "from %s\n", parent)
+		} else {
+			fmt.Fprintf(&in, "from :%d\n", i)
+		}
+		for _, e := range c.Edits {
+			p, err := quote(e.Path)
+			if err != nil {
+				return nil, err
+			}
+			if e.Blob == "" {
+				fmt.Fprintf(&in, "D %s\n", p)
+			} else {
+				fmt.Fprintf(&in, "M %s %s %s\n", e.Mode, e.Blob, p)
+			}
+		}
+		in.WriteString("\n")
+	}
+	fmt.Fprintf(&in, "reset %s\n\n", ref)
+	for i := range changes {
+		fmt.Fprintf(&in, "get-mark :%d\n", i+1)
+	}
+	in.WriteString("done\n")
+	out, err := w.Input(ctx, &in, nil, "fast-import", "--quiet", "--done", "--date-format=raw")
+	if err != nil {
+		return nil, err
+	}
+	ids := strings.Fields(string(out))
+	if len(ids) != len(changes) {
+		return nil, fmt.Errorf("git fast-import: %d commits made, %d asked for", len(ids), len(changes))
+	}
+	return ids, nil
+}
+
+// ident is git's idea of who commits now ("Name <email> SECONDS ZONE"), from the
+// same environment a commit-tree would read.
+func ident(ctx context.Context, w Writer, which string) (string, error) {
+	out, err := w.Input(ctx, nil, nil, "var", which)
 	if err != nil {
 		return "", err
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// quote writes a path as fast-import reads it: C-style quoted, so spaces and
+// quotes in pool and lock names are taken literally. A path with a line break or a
+// NUL cannot be a lock (names are validated long before).
+func quote(p string) (string, error) {
+	if strings.ContainsAny(p, "\n\x00") {
+		return "", fmt.Errorf("path %q cannot be written", p)
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(p) + `"`, nil
 }

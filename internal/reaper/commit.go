@@ -14,14 +14,17 @@ import (
 // commitFrees makes one commit per lock on top of parent, each moving the lock's
 // file from claimed/ to unclaimed/ unchanged (same blob, same mode).
 func commitFrees(ctx context.Context, repo Repo, parent string, locks []LockReport, now time.Time) ([]Freed, error) {
-	var freed []Freed
-	for _, l := range locks {
-		commit, err := pool.Commit(ctx, repo, parent, pool.Move(l.lock, false), message(l, now))
-		if err != nil {
-			return nil, err
-		}
-		parent = commit
-		freed = append(freed, Freed{LockReport: l, Commit: commit})
+	changes := make([]pool.Change, len(locks))
+	for i, l := range locks {
+		changes[i] = pool.Change{Edits: pool.Move(l.lock, false), Msg: message(l, now)}
+	}
+	ids, err := pool.Commits(ctx, repo, parent, changes)
+	if err != nil {
+		return nil, err
+	}
+	freed := make([]Freed, len(locks))
+	for i, l := range locks {
+		freed[i] = Freed{LockReport: l, Commit: ids[i]}
 	}
 	return freed, nil
 }

@@ -285,20 +285,37 @@ type Result struct {
 	Attempts int
 }
 
-// Clean frees every stale lock, one commit each, pushed fast-forward; a lost race
-// means fetch, decide again, and retry, up to cfg.MaxAttempts times.
+// maxBatch bounds the frees pushed at once. A mass reap (after an outage) lands in
+// batches: each is decided on the newest state, and a batch small enough to be
+// built and pushed between other people's pushes wins the race.
+const maxBatch = 256
+
+// Clean frees every stale lock, one commit each, pushed fast-forward in batches of at
+// most maxBatch. After each batch that lands, what is left is decided again on the
+// new state; a lost race means fetch, halve the batch, decide again, and retry, up to
+// cfg.MaxAttempts lost races in a row. The Result holds every free that landed, also
+// when Clean gives up (it then returns both).
 func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, error) {
 	cfg.defaults()
 	head, err := repo.Head(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 1; ; attempt++ {
+	res := &Result{DryRun: dryRun}
+	// partial is what to return with an error: the frees that landed, if any.
+	partial := func() *Result {
+		if len(res.Freed) == 0 {
+			return nil
+		}
+		return res
+	}
+	batch, lost := maxBatch, 0
+	for {
 		rep, err := evaluate(ctx, repo, cfg, head)
 		if err != nil {
-			return nil, err
+			return partial(), err
 		}
-		res := &Result{Report: rep, DryRun: dryRun, Attempts: attempt}
+		res.Report = rep
 		stale := rep.Stale()
 		if dryRun || len(stale) == 0 {
 			for _, l := range stale {
@@ -306,33 +323,41 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 			}
 			return res, nil
 		}
-		res.Freed, err = commitFrees(ctx, repo, head, stale, rep.At)
+		n := min(len(stale), batch)
+		freed, err := commitFrees(ctx, repo, head, stale[:n], rep.At)
 		if err != nil {
-			return nil, err
+			return partial(), err
 		}
-		tip := res.Freed[len(res.Freed)-1].Commit
+		tip := freed[n-1].Commit
+		res.Attempts++
 		err = gitx.PushChecked(ctx, repo, head, tip)
 		if err == nil {
-			for _, f := range res.Freed {
+			for _, f := range freed {
 				cfg.Log.Info("freed lock", "pool", f.Pool, "lock", f.Name, "commit", f.Commit, "reason", f.Verdict.Reason)
 			}
-			return res, nil
+			res.Freed = append(res.Freed, freed...)
+			if n == len(stale) {
+				return res, nil
+			}
+			head, lost, batch = tip, 0, min(2*batch, maxBatch)
+			continue
 		}
 		if !errors.Is(err, gitx.ErrRejected) {
-			return nil, err
+			return partial(), err
 		}
-		if attempt >= cfg.MaxAttempts {
-			return nil, fmt.Errorf("gave up after %d attempts: the branch kept moving under us (%w)", attempt, err)
+		if lost++; lost >= cfg.MaxAttempts {
+			return partial(), fmt.Errorf("gave up after %d attempts: the branch kept moving under us (%w)", lost, err)
 		}
-		wait := cfg.Backoff(attempt)
-		cfg.Log.Info("lost a push race; deciding again from the new state", "attempt", attempt, "wait", wait)
+		batch = max(1, n/2)
+		wait := cfg.Backoff(lost)
+		cfg.Log.Info("lost a push race; deciding again from the new state", "attempt", lost, "wait", wait, "batch", batch)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return partial(), ctx.Err()
 		case <-time.After(wait):
 		}
 		if head, err = repo.Fetch(ctx); err != nil {
-			return nil, err
+			return partial(), err
 		}
 	}
 }

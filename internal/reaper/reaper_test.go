@@ -3,7 +3,9 @@ package reaper_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -380,5 +382,88 @@ func TestCleanPushLandedButItsAnswerWasLost(t *testing.T) {
 	after := state(t, testenv.NewClone(t, url, "main"))
 	if !after["aws/unclaimed/env-1"] || !after["aws/unclaimed/env-2"] || !after["aws/claimed/env-3"] {
 		t.Errorf("remote after clean: %v", after)
+	}
+}
+
+// massRepo is pool big with n locks, all claimed 5 hours ago: stale at 1h.
+func massRepo(t testing.TB, n int) string {
+	t.Helper()
+	testenv.RequireCommand(t, "git")
+	now := time.Now()
+	spec := fixture.Spec{Branch: "main", Pools: []string{"big"}, Start: now.Add(-10 * time.Hour)}
+	for i := range n {
+		spec.Ops = append(spec.Ops, fixture.Op{Kind: fixture.AddClaimed, Pool: "big", Lock: fmt.Sprintf("env-%d", i),
+			At: now.Add(-5 * time.Hour), Content: fmt.Sprint(i)})
+	}
+	dir := filepath.Join(t.TempDir(), "locks.git")
+	if err := fixture.Build(context.Background(), dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	return "file://" + dir
+}
+
+// bigPushLoses is a mirror where someone else always pushes first when poolboy
+// pushes more than max commits at once: a busy repository, where only a batch small
+// enough to be built and pushed between other people's pushes can land.
+type bigPushLoses struct {
+	*gitx.Repo
+	t      *testing.T
+	other  *testenv.Clone
+	max    int
+	pushes []int // commits in each push
+}
+
+func (r *bigPushLoses) Push(ctx context.Context, commit string) error {
+	head, err := r.Head(ctx) // the mirror's idea of the remote branch
+	if err != nil {
+		return err
+	}
+	out, err := r.Output(ctx, "rev-list", "--count", head+".."+commit)
+	if err != nil {
+		return err
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	r.pushes = append(r.pushes, n)
+	if n > r.max {
+		testenv.Git(r.t, r.other.Dir, "pull", "-q", "--ff-only", "origin", "main")
+		testenv.Git(r.t, r.other.Dir, "commit", "-q", "--allow-empty", "-m", "unrelated")
+		testenv.Git(r.t, r.other.Dir, "push", "-q", "origin", "HEAD:main")
+	}
+	return r.Repo.Push(ctx, commit)
+}
+
+// After an outage many locks are stale at once while others keep pushing. The frees
+// land in batches, each decided again on the new state, and a lost race halves the
+// batch: every lock is freed exactly once. (All at once, every push lost, and clean
+// gave up having freed none.)
+func TestCleanMassReapLandsInBatches(t *testing.T) {
+	const n = 40
+	url := massRepo(t, n)
+	other := testenv.NewClone(t, url, "main")
+	repo := &bigPushLoses{Repo: open(t, url), t: t, other: other, max: 8}
+	cfg := config()
+	cfg.Timeouts = policy.Timeouts{"big": time.Hour}
+	res, err := reaper.Clean(context.Background(), repo, cfg, false)
+	if err != nil {
+		t.Fatalf("clean: %v (pushes of %v commits)", err, repo.pushes)
+	}
+	seen := map[string]bool{}
+	for _, f := range res.Freed {
+		if seen[f.Name] {
+			t.Errorf("%s freed twice", f.Name)
+		}
+		seen[f.Name] = true
+	}
+	if len(seen) != n {
+		t.Errorf("freed %d locks, want %d (pushes of %v commits)", len(seen), n, repo.pushes)
+	}
+	s := state(t, other)
+	for i := range n {
+		if l := fmt.Sprintf("env-%d", i); !s["big/unclaimed/"+l] || s["big/claimed/"+l] {
+			t.Errorf("%s is not free on the remote", l)
+		}
+	}
+	if got := testenv.Git(t, other.Dir, "rev-list", "--count", "--author=poolboy", "origin/main"); got != fmt.Sprint(n) {
+		t.Errorf("%s commits by poolboy on the remote, want %d (one per lock)", got, n)
 	}
 }

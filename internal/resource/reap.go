@@ -46,13 +46,15 @@ func (o *outRun) reap(ctx context.Context) (*answer, error) {
 	}
 	fmt.Fprintf(o.log, "reaping stale locks of pool: %s (stale after %s)\n", o.src.Pool, policy.Human(time.Duration(o.src.StaleTimeout)))
 	res, err := reaper.Clean(ctx, o.repo, cfg, false)
+	var freed []string
+	if res != nil { // also when Clean gave up: the batches that landed are freed
+		for _, f := range res.Freed {
+			freed = append(freed, f.Name)
+			fmt.Fprintf(o.log, "freed lock %s: %s (%s)\n", f.Name, oneLine(f.Verdict.Reason), f.Commit)
+		}
+	}
 	if err != nil {
 		return nil, err
-	}
-	var freed []string
-	for _, f := range res.Freed {
-		freed = append(freed, f.Name)
-		fmt.Fprintf(o.log, "freed lock %s: %s (%s)\n", f.Name, oneLine(f.Verdict.Reason), f.Commit)
 	}
 	if len(freed) == 0 {
 		fmt.Fprintf(o.log, "no stale lock in pool %s\n", o.src.Pool)

@@ -318,13 +318,15 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 		cfg.Witness = liveness.New(liveness.Options{Log: w.log}, srcs...)
 	}
 	res, err := reaper.Clean(ctx, repo, cfg, false)
-	if err != nil {
-		return nil, nil, err
-	}
 	var reaps []Reap
-	for _, f := range res.Freed {
-		reaps = append(reaps, Reap{At: res.Report.At, Pool: f.Pool, Lock: f.Name, Commit: f.Commit,
-			Rule: f.Verdict.Rule, Reason: f.Verdict.Reason, Owner: ownerString(f.LockReport)})
+	if res != nil { // also when Clean gave up: the batches that landed are reaps
+		for _, f := range res.Freed {
+			reaps = append(reaps, Reap{At: res.Report.At, Pool: f.Pool, Lock: f.Name, Commit: f.Commit,
+				Rule: f.Verdict.Rule, Reason: f.Verdict.Reason, Owner: ownerString(f.LockReport)})
+		}
+	}
+	if err != nil {
+		return nil, reaps, err
 	}
 	rep := res.Report
 	if len(res.Freed) > 0 {
