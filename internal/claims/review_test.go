@@ -18,9 +18,13 @@ import (
 // released on the way to it; independent claims are a conflict.
 
 var reviewDates = map[string]func(n int) time.Time{
-	"rising":      func(n int) time.Time { return time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Minute) },
+	"rising": func(n int) time.Time {
+		return time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Minute)
+	},
 	"same second": func(int) time.Time { return time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC) },
-	"falling":     func(n int) time.Time { return time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Add(-time.Duration(n) * time.Minute) },
+	"falling": func(n int) time.Time {
+		return time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Add(-time.Duration(n) * time.Minute)
+	},
 }
 
 // wantOnly fails unless res holds exactly one claim, commit, for path, and no conflict.
