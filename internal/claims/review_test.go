@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -207,5 +208,146 @@ func TestReviewPathNotClaimedAtHeadHasNoClaim(t *testing.T) {
 	res := find(t, newGit(t, filepath.Join(h.dir, ".git")), "p/claimed/L")
 	if c, ok := res.Claims["p/claimed/L"]; ok {
 		t.Errorf("p/claimed/L is unclaimed at head, but Find says claimed by %s (%q)", c.Commit, c.Message)
+	}
+}
+
+// Attacks the walk withstood; kept as regression tests.
+func TestReviewHeldUp(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func(h *history) (paths []string, claims map[string]string, conflicts map[string]int)
+	}{{
+		name: "criss-cross merges: the re-claim on one side wins over the old claim",
+		build: func(h *history) ([]string, map[string]string, map[string]int) {
+			h.claim("L", "p/j build 1")
+			h.branch("a")
+			h.unrelated("a1")
+			h.checkout("main")
+			h.branch("b")
+			h.release("L", "p/j build 1")
+			y := h.claim("L", "p/j build 2")
+			h.checkout("a")
+			h.merge("b")
+			h.checkout("b")
+			h.git("merge", "-q", "--no-edit", "--no-ff", "a~1")
+			h.checkout("a")
+			h.merge("b")
+			h.checkout("main")
+			h.git("merge", "-q", "--no-edit", "--ff-only", "a")
+			return []string{"p/claimed/L"}, map[string]string{"p/claimed/L": y}, nil
+		},
+	}, {
+		name: "merge of merges and an octopus over 130 locks",
+		build: func(h *history) ([]string, map[string]string, map[string]int) {
+			var paths []string
+			want := map[string]string{}
+			for i := range 130 {
+				h.write(fmt.Sprintf("p/unclaimed/m%03d", i), "x")
+			}
+			h.git("add", "-A")
+			h.commit("add 130 locks")
+			for b := range 3 {
+				h.checkout("main")
+				h.branch(fmt.Sprintf("b%d", b))
+				for i := b; i < 130; i += 3 {
+					l := fmt.Sprintf("m%03d", i)
+					p := "p/claimed/" + l
+					paths = append(paths, p)
+					want[p] = h.claim(l, fmt.Sprintf("p/j build %d", i))
+				}
+			}
+			h.checkout("b0")
+			h.merge("b1")
+			h.checkout("main")
+			h.unrelated("z")
+			h.merge("b0", "b2")
+			return paths, want, nil
+		},
+	}, {
+		name: "a lock renamed within claimed/: the rename put the file there",
+		build: func(h *history) ([]string, map[string]string, map[string]int) {
+			h.claim("L", "p/j build 1")
+			h.git("mv", "p/claimed/L", "p/claimed/M")
+			m := h.commit("rename L to M")
+			return []string{"p/claimed/M"}, map[string]string{"p/claimed/M": m}, nil
+		},
+	}, {
+		name: "a type change is not a claim",
+		build: func(h *history) ([]string, map[string]string, map[string]int) {
+			if err := os.Symlink("target", filepath.Join(h.dir, "p/claimed/S")); err != nil {
+				t.Fatal(err)
+			}
+			h.git("add", "-A")
+			c := h.commit("p/j build 1 adding claimed: S (a symlink)")
+			if err := os.Remove(filepath.Join(h.dir, "p/claimed/S")); err != nil {
+				t.Fatal(err)
+			}
+			h.write("p/claimed/S", "now a file")
+			h.git("add", "-A")
+			h.commit("S becomes a file")
+			return []string{"p/claimed/S"}, map[string]string{"p/claimed/S": c}, nil
+		},
+	}, {
+		name: "a merge whose parents are the same commit",
+		build: func(h *history) ([]string, map[string]string, map[string]int) {
+			c := h.claim("L", "p/j build 1")
+			h.n++
+			raw := fmt.Sprintf("tree %s\nparent %s\nparent %s\nauthor t <t@e> 1772323200 +0000\ncommitter t <t@e> 1772323200 +0000\n\nodd merge\n",
+				h.git("rev-parse", "HEAD^{tree}"), c, c)
+			f := filepath.Join(t.TempDir(), "commit")
+			if err := os.WriteFile(f, []byte(raw), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m := h.git("hash-object", "-t", "commit", "-w", f)
+			if got := h.git("rev-list", "--parents", "-1", m); got != m+" "+c+" "+c {
+				t.Fatalf("rev-list --parents: %q (test premise)", got)
+			}
+			h.git("update-ref", "refs/heads/main", m)
+			h.git("reset", "-q", "--hard", m)
+			return []string{"p/claimed/L"}, map[string]string{"p/claimed/L": c}, nil
+		},
+	}}
+	for _, tt := range tests {
+		for dn, date := range reviewDates {
+			t.Run(tt.name+"/"+dn, func(t *testing.T) {
+				h := newHistory(t, date)
+				paths, want, _ := tt.build(h)
+				res := find(t, newGit(t, filepath.Join(h.dir, ".git")), paths...)
+				for _, p := range paths {
+					wantOnly(t, h, res, p, want[p])
+				}
+			})
+		}
+	}
+}
+
+// A shallow boundary cutting through both sides of a merge: the walk deepens and
+// goes on from the boundary commits on each side.
+func TestReviewHeldUpShallowThroughMerges(t *testing.T) {
+	for dn, date := range reviewDates {
+		t.Run(dn, func(t *testing.T) {
+			h := newHistory(t, date)
+			h.branch("side")
+			k := h.claim("K", "p/j build 1")
+			for i := range 5 {
+				h.unrelated(fmt.Sprintf("s%d", i))
+			}
+			h.checkout("main")
+			l := h.claim("L", "p/j build 2")
+			for i := range 5 {
+				h.unrelated(fmt.Sprintf("m%d", i))
+			}
+			h.merge("side")
+			h.unrelated("top")
+			dst := filepath.Join(t.TempDir(), "shallow.git")
+			testenv.Git(t, "", "clone", "-q", "--bare", "--depth=3", "-b", "main", "file://"+filepath.Join(h.dir, ".git"), dst)
+			g := &execGit{t: t, dir: dst, src: filepath.Join(h.dir, ".git")}
+			if s, _ := g.Shallow(); len(s) < 2 {
+				t.Fatalf("shallow boundary %v: want one on each side (test premise)", s)
+			}
+			res := find(t, g, "p/claimed/K", "p/claimed/L")
+			wantOnly(t, h, res, "p/claimed/K", k)
+			wantOnly(t, h, res, "p/claimed/L", l)
+		})
 	}
 }
