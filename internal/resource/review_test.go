@@ -1,0 +1,121 @@
+package resource
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/poolboy-ci/poolboy/internal/testenv"
+)
+
+// Review attacks on the release/remove fence.
+
+// Several Concourses may share one lock repository (README, "Several Concourses"):
+// each claim belongs to the Concourse its Build URL names. When the step's ref
+// claimed nothing (or is gone after a force-push), the fence acts when the current
+// claim "names this very build" — but it compares only the build id, or team,
+// pipeline, job and build name, never the server. Build ids are per-server
+// sequences, and the same pipeline is commonly set on staging and prod, so a build
+// on ci.example.com frees a lock a live build on prod.example.com holds.
+func TestReviewFenceClaimOfAnotherConcourse(t *testing.T) {
+	t.Parallel()
+	// prod's build has the same BUILD_ID as jobEnv's (1234), on another server.
+	prodSameID := map[string]string{"BUILD_ID": "1234", "BUILD_NAME": "3", "BUILD_TEAM_NAME": "ops",
+		"BUILD_PIPELINE_NAME": "nightly", "BUILD_JOB_NAME": "grab",
+		"BUILD_URL": "https://prod.example.com/teams/ops/pipelines/nightly/jobs/grab/builds/3"}
+	tests := []struct {
+		name  string
+		claim func(t *testing.T, bare string)
+	}{{
+		name: "poolboy claim with the same build id",
+		claim: func(t *testing.T, bare string) {
+			mustOut(t, t.TempDir(), src(fileURL(bare)), map[string]any{"claim": "env-1"}, prodSameID)
+		},
+	}, {
+		// The upstream resource since v1.8 writes only the Build URL; the same
+		// pipeline on prod, its job's build #12.
+		name: "upstream claim of the same pipeline, job and build name",
+		claim: func(t *testing.T, bare string) {
+			c := testenv.NewClone(t, fileURL(bare), "main")
+			c.Move(t, "aws/unclaimed/env-1", "aws/claimed/env-1",
+				"claiming: env-1\n\nBuild URL: https://prod.example.com/teams/main/pipelines/deploy/jobs/test/builds/12")
+		},
+	}}
+	for _, tt := range tests {
+		for _, how := range []string{"ref that claimed nothing", "ref gone after a force-push"} {
+			t.Run(tt.name+"/"+how, func(t *testing.T) {
+				t.Parallel()
+				bare, dir := awsRepo(t), t.TempDir()
+				switch how {
+				case "ref that claimed nothing":
+					c := testenv.NewClone(t, fileURL(bare), "main")
+					testenv.Git(t, c.Dir, "commit", "-q", "--allow-empty", "-m", "unrelated")
+					testenv.Git(t, c.Dir, "push", "-q", "origin", "HEAD:main")
+					writeStep(t, dir, "lock", map[string]string{"name": "env-1\n", "ref": head(t, bare) + "\n"})
+				case "ref gone after a force-push":
+					acq := mustOut(t, dir, src(fileURL(bare)), map[string]any{"claim": "env-1"}, jobEnv)
+					get(t, dir, "lock", src(fileURL(bare)), acq.Version.Ref)
+					c := testenv.NewClone(t, fileURL(bare), "main")
+					testenv.Git(t, c.Dir, "reset", "-q", "--hard", "HEAD~1")
+					testenv.Git(t, c.Dir, "commit", "-q", "--allow-empty", "-m", "a person's rewrite")
+					testenv.Git(t, c.Dir, "push", "-q", "-f", "origin", "HEAD:main")
+				}
+				tt.claim(t, bare) // prod's live build now holds env-1
+				before := head(t, bare)
+				r, err := out(t, context.Background(), dir, src(fileURL(bare)), map[string]any{"release": "lock"}, jobEnv, nil)
+				if err == nil {
+					t.Errorf("release of prod's lock by a ci.example.com build succeeded:\n%s", r.log)
+				}
+				if head(t, bare) != before {
+					t.Errorf("something was pushed: %q", message(t, bare, head(t, bare)))
+				}
+				wantTree(t, bare, "aws/claimed/env-1", "aws/claimed/env-2")
+			})
+		}
+	}
+}
+
+// The resource's fence walks a clone 64 commits deep. After a person's `git pull`
+// of a busy branch (the person's side still shows the old claim of env-2, and more
+// than 64 commits separate its release from the new claim), the claim walk ends at
+// both candidates above the boundary, and merge-base in the shallow clone cannot
+// see that the old one is an ancestor of the new: the build holding env-2 is told
+// its lock was "claimed independently on branches that were merged" and cannot
+// release it.
+func TestReviewFenceOwnReleaseAfterPullOfABusyBranch(t *testing.T) {
+	t.Parallel()
+	bare := awsRepo(t)
+	person := testenv.NewClone(t, fileURL(bare), "main")
+	release := t.TempDir()
+	writeStep(t, release, "old", map[string]string{"name": "env-2\n"})
+	mustOut(t, release, src(fileURL(bare)), map[string]any{"release": "old"}, nil)
+	busy := testenv.NewClone(t, fileURL(bare), "main")
+	for i := range 70 {
+		testenv.Git(t, busy.Dir, "commit", "-q", "--allow-empty", "-m", fmt.Sprintf("other pool work %d", i))
+	}
+	testenv.Git(t, busy.Dir, "push", "-q", "origin", "HEAD:main")
+	dir := t.TempDir()
+	acq := mustOut(t, dir, src(fileURL(bare)), map[string]any{"claim": "env-2"}, jobEnv)
+	get(t, dir, "lock", src(fileURL(bare)), acq.Version.Ref)
+	if err := os.WriteFile(filepath.Join(person.Dir, "README"), []byte("notes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Git(t, person.Dir, "add", "README")
+	testenv.Git(t, person.Dir, "commit", "-q", "-m", "notes")
+	testenv.Git(t, person.Dir, "pull", "-q", "--no-rebase", "--no-edit", "origin", "main")
+	testenv.Git(t, person.Dir, "push", "-q", "origin", "HEAD:main")
+	if first := testenv.Git(t, bare, "log", "-1", "--format=%s", "main^1"); first != "notes" {
+		t.Fatalf("the merge's first parent is %q, want the person's commit (test premise)", first)
+	}
+	r, err := out(t, context.Background(), dir, src(fileURL(bare)), map[string]any{"release": "lock"}, jobEnv, nil)
+	if err != nil {
+		t.Fatalf("the holder of env-2 cannot release it: %v", err)
+	}
+	if !strings.Contains(message(t, bare, r.Version.Ref), "Poolboy-Claim-Commit: "+acq.Version.Ref) {
+		t.Errorf("release message %q does not name the claim", message(t, bare, r.Version.Ref))
+	}
+	wantTree(t, bare, "aws/unclaimed/env-1", "aws/unclaimed/env-2", "README")
+}
