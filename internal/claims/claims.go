@@ -74,20 +74,22 @@ type Repo interface {
 // cost neither memory nor parse time.
 const maxMessage = 16 << 10
 
-// Find returns the claim of every path, claimed at head. A path with no claim in the
-// history (only possible for a path not in head) is in neither map.
+// Find returns the claim of every path that is a file at head. A path that is not
+// (a lock not claimed now), and one whose history cannot be had (below the boundary
+// of a shallow clone that cannot be deepened), is in neither map: unknown.
 func Find(ctx context.Context, repo Repo, head string, paths []string) (Result, error) {
 	res := Result{Claims: map[string]Claim{}, Conflicts: map[string][]Claim{}}
-	if len(paths) == 0 {
-		return res, nil
+	paths, err := files(ctx, repo, head, paths)
+	if err != nil || len(paths) == 0 {
+		return res, err
 	}
 	w := newWalk(paths)
 	w.push(head, w.all())
+	shallow, err := repo.Shallow()
+	if err != nil {
+		return res, err
+	}
 	for {
-		shallow, err := repo.Shallow()
-		if err != nil {
-			return res, err
-		}
 		w.shallow = shallow
 		if err := w.run(ctx, repo); err != nil {
 			return res, err
@@ -97,8 +99,12 @@ func Find(ctx context.Context, repo Repo, head string, paths []string) (Result, 
 		}
 		// Traces reached the shallow boundary: fetch more history and go on from
 		// exactly there (a boundary commit's own diff is real once its parents are here).
-		if err := repo.Deepen(ctx); err != nil {
+		more := false
+		if shallow, more, err = deepen(ctx, repo, shallow); err != nil {
 			return res, err
+		}
+		if !more {
+			break // the remote has no more: those traces end unknown
 		}
 		// The next round starts below every commit traced so far: nothing of this
 		// round can be reached again, and the boundary commits must be traced anew.
@@ -203,8 +209,10 @@ func (w *walk) run(ctx context.Context, repo Repo) error {
 	if len(starts) > 1 {
 		w.merges = true
 	}
-	args := []string{"log", "--full-history", "--sparse", "--no-renames", "--name-status", "-z",
-		"--format=" + marker + "%H %P"}
+	// Every option that user or repository config (log.follow, log.showRoot,
+	// log.showSignature, color.*) could change is given explicitly.
+	args := []string{"log", "--full-history", "--sparse", "--no-renames", "--no-follow", "--root",
+		"--no-show-signature", "--no-color", "--name-status", "-z", "--format=" + marker + "%H %P"}
 	args = append(append(append(args, starts...), "--"), w.dirs...)
 	var werr error
 	err := repo.Stream(ctx, func(r io.Reader) error {
@@ -324,7 +332,7 @@ func (w *walk) candidates(s set, c string) {
 }
 
 // mergeParents splits the traces in s at merge c: each goes to every parent that has
-// its path; one that no parent has was added by the merge itself.
+// its path as a file; one that no parent has was added by the merge itself.
 func (w *walk) mergeParents(ctx context.Context, repo Repo, c string, parents []string, s set) (map[string]set, error) {
 	var idx []int
 	for i := range w.paths {
@@ -338,7 +346,7 @@ func (w *walk) mergeParents(ctx context.Context, repo Repo, c string, parents []
 			fmt.Fprintf(&q, "%s:%s\n", p, w.paths[i])
 		}
 	}
-	out, err := repo.Input(ctx, &q, nil, "cat-file", "--batch-check=%(objectname)")
+	out, err := repo.Input(ctx, &q, nil, "cat-file", "--batch-check=%(objecttype)")
 	if err != nil {
 		return nil, fmt.Errorf("reading the parents of merge %s: %w", c, err)
 	}
@@ -355,7 +363,8 @@ func (w *walk) mergeParents(ctx context.Context, repo Repo, c string, parents []
 			next[p] = ns
 		}
 		for k, i := range idx {
-			if !strings.HasSuffix(lines[pi*len(idx)+k], " missing") {
+			// Only a file at the path is the lock (a directory or a link there is not).
+			if lines[pi*len(idx)+k] == "blob" {
 				ns.add(i)
 				kept.add(i)
 			}
@@ -365,22 +374,105 @@ func (w *walk) mergeParents(ctx context.Context, repo Repo, c string, parents []
 	return next, nil
 }
 
-// result settles each path's candidates and reads the claim commits.
+// deepen fetches more history and returns the new shallow boundary (empty once the
+// clone is whole), and whether the boundary moved: a remote that is itself shallow
+// may have no more to give, and asking again would never end.
+func deepen(ctx context.Context, repo Repo, before map[string]bool) (map[string]bool, bool, error) {
+	if err := repo.Deepen(ctx); err != nil {
+		return before, false, err
+	}
+	after, err := repo.Shallow()
+	if err != nil {
+		return before, false, err
+	}
+	return after, !maps.Equal(after, before), nil
+}
+
+// files keeps the paths that are files at head: only those are claimed locks.
+func files(ctx context.Context, repo Repo, head string, paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	if strings.ContainsAny(head, "\n\x00 ") {
+		return nil, fmt.Errorf("head %q is not a commit", head)
+	}
+	var q strings.Builder
+	fmt.Fprintf(&q, "%s\n", head)
+	for _, p := range paths {
+		if strings.ContainsAny(p, "\n\x00") {
+			return nil, fmt.Errorf("path %q cannot be a lock", p)
+		}
+		fmt.Fprintf(&q, "%s:%s\n", head, p)
+	}
+	out, err := repo.Input(ctx, strings.NewReader(q.String()), nil, "cat-file", "--batch-check=%(objecttype)")
+	if err != nil {
+		return nil, fmt.Errorf("reading the head's tree: %w", err)
+	}
+	types := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(types) != len(paths)+1 {
+		return nil, fmt.Errorf("reading the head's tree: %d answers to %d questions", len(types), len(paths)+1)
+	}
+	if types[0] != "commit" {
+		return nil, fmt.Errorf("head %q is not a commit", head)
+	}
+	var keep []string
+	for i, p := range paths {
+		if types[i+1] == "blob" {
+			keep = append(keep, p)
+		}
+	}
+	return keep, nil
+}
+
+// result settles each path's candidates and reads the claim commits. Paths whose
+// traces stopped at a boundary nobody could deepen have no claim: what lies below
+// could be a newer claim on a merged branch. In a shallow clone two candidates can
+// look independent only because the history between them is missing: deepen until
+// one stands, or there is no more history.
 func (w *walk) result(ctx context.Context, repo Repo, res Result) (Result, error) {
+	unresolved := map[int]bool{}
+	for _, s := range w.hit {
+		for i := range w.paths {
+			if s.has(i) {
+				unresolved[i] = true
+			}
+		}
+	}
 	standing := make([][]string, len(w.paths))
+	shallow := w.shallow
+	for {
+		conflict := false
+		for i := range w.paths {
+			c := slices.Sorted(maps.Keys(w.cand[i]))
+			if len(c) > 1 && !unresolved[i] {
+				// Keep only the candidates no other one descends from.
+				out, err := repo.Output(ctx, append([]string{"merge-base", "--independent"}, c...)...)
+				if err != nil {
+					return res, fmt.Errorf("comparing the claims of %s: %w", w.paths[i], err)
+				}
+				c = strings.Fields(string(out))
+				conflict = conflict || len(c) > 1
+			}
+			standing[i] = c
+		}
+		if !conflict || len(shallow) == 0 {
+			break
+		}
+		var more bool
+		var err error
+		if shallow, more, err = deepen(ctx, repo, shallow); err != nil {
+			return res, err
+		}
+		if !more {
+			break // what cannot be told apart stays a conflict: nothing acts on it
+		}
+	}
 	var commits []string
 	for i := range w.paths {
-		c := slices.Sorted(maps.Keys(w.cand[i]))
-		if len(c) > 1 {
-			// Keep only the candidates no other one descends from.
-			out, err := repo.Output(ctx, append([]string{"merge-base", "--independent"}, c...)...)
-			if err != nil {
-				return res, fmt.Errorf("comparing the claims of %s: %w", w.paths[i], err)
-			}
-			c = strings.Fields(string(out))
+		if unresolved[i] {
+			standing[i] = nil
 		}
-		standing[i] = c
-		commits = append(commits, c...)
+		commits = append(commits, standing[i]...)
 	}
 	info, err := read(ctx, repo, commits)
 	if err != nil {

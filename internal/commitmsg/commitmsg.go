@@ -308,6 +308,27 @@ func buildURLLine(body string) string { return Trailer(body, "Build URL") }
 
 // parseBuildURL reads a BUILD_URL. Only the end of the path matters, since
 // the external URL may carry its own path prefix.
+// ServerOf is the external URL of the Concourse a Build URL is on (what precedes
+// the build's own path), "" when raw is not a build's URL.
+func ServerOf(buildURL string) string { return parseBuildURL(buildURL).Server }
+
+// SameServer compares external URLs by scheme, host, port and path prefix.
+func SameServer(a, b string) bool {
+	norm := func(raw string) string {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			return ""
+		}
+		scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+		if port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+			port = map[string]string{"http": "80", "https": "443"}[scheme]
+		}
+		return scheme + "://" + host + ":" + port + strings.TrimRight(u.EscapedPath(), "/")
+	}
+	na := norm(a)
+	return na != "" && na == norm(b)
+}
+
 func parseBuildURL(raw string) Owner {
 	if raw == "" {
 		return Owner{}

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,7 +243,7 @@ func (w *Witness) sourcesFor(ctx context.Context, sem chan struct{}, c Claim) ([
 			failed = append(failed, s.URL+": "+s.info.err.Error())
 			continue
 		}
-		if sameServer(s.info.val.ExternalURL, c.Owner.Server) {
+		if commitmsg.SameServer(s.info.val.ExternalURL, c.Owner.Server) {
 			return []*source{s}, nil
 		}
 	}
@@ -257,22 +256,6 @@ func (w *Witness) sourcesFor(ctx context.Context, sem chan struct{}, c Claim) ([
 	return nil, ev
 }
 
-// sameServer compares external URLs by scheme, host, port and path prefix.
-func sameServer(a, b string) bool {
-	norm := func(raw string) string {
-		u, err := url.Parse(strings.TrimSpace(raw))
-		if err != nil || u.Host == "" {
-			return ""
-		}
-		scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
-		if port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-			port = map[string]string{"http": "80", "https": "443"}[scheme]
-		}
-		return scheme + "://" + host + ":" + port + strings.TrimRight(u.EscapedPath(), "/")
-	}
-	na := norm(a)
-	return na != "" && na == norm(b)
-}
 
 // judge asks s about the claim's build.
 func (w *Witness) judge(ctx context.Context, sem chan struct{}, s *source, c Claim) *policy.Build {

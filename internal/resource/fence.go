@@ -44,10 +44,12 @@ func (o *outRun) fence(ctx context.Context, head string, l pool.Lock) (string, e
 	if ok && current.Commit == held {
 		return held, nil
 	}
-	inHistory, err := have(ctx, o.repo, held)
+	present, err := have(ctx, o.repo, held)
 	if err != nil {
 		return "", err
 	}
+	// Present is not enough: a local remote's clone has every branch's objects.
+	inHistory := present && gitx.IsAncestor(ctx, o.repo, held, head)
 	if inHistory {
 		took, err := claimedBy(ctx, o.repo, held)
 		if err != nil {

@@ -45,12 +45,17 @@ func (h holder) jobBuild() bool {
 	return h.Team != "" && h.Pipeline != "" && h.Job != "" && h.Name != ""
 }
 
-// owns says whether the claim message names this very build. The build id a poolboy
-// claim records settles it; older forms are compared by what they say (team,
-// pipeline, instance vars, job and build name, or a one-off build's id). A holder
-// without build metadata (a run by hand) owns nothing.
+// owns says whether the claim message names this very build. A claim that names
+// its Concourse (its Build URL) must name this build's: build ids and names are
+// counted per Concourse, and several may share one lock repository. Then the build id
+// a poolboy claim records settles it; older forms are compared by what they say
+// (team, pipeline, instance vars, job and build name, or a one-off build's id). A
+// holder without build metadata (a run by hand) owns nothing.
 func (h holder) owns(msg string) bool {
 	o := commitmsg.Parse(msg).Owner
+	if o.Server != "" && !commitmsg.SameServer(o.Server, commitmsg.ServerOf(h.URL)) {
+		return false
+	}
 	if o.ID != "" || h.ID == "" {
 		return o.ID != "" && o.ID == h.ID
 	}
