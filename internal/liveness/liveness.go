@@ -256,7 +256,6 @@ func (w *Witness) sourcesFor(ctx context.Context, sem chan struct{}, c Claim) ([
 	return nil, ev
 }
 
-
 // judge asks s about the claim's build.
 func (w *Witness) judge(ctx context.Context, sem chan struct{}, s *source, c Claim) *policy.Build {
 	ev := &policy.Build{Name: c.Owner.String()}
