@@ -99,8 +99,7 @@ type script struct {
 }
 
 // run decodes the request, runs body and removes every secret from its error. An
-// error caused by ctx ending (Concourse's SIGTERM) says so first: "git clone:
-// signal: killed" alone does not tell the user that the build was aborted.
+// error once ctx has ended (Concourse's SIGTERM) is an abortedError.
 func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*script, *request) error) error {
 	red := &redactor{w: stderr}
 	s := &script{log: red, red: red}
@@ -114,10 +113,34 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) && !strings.HasPrefix(err.Error(), "interrupted") {
-		err = fmt.Errorf("interrupted (%w): %w", context.Cause(ctx), err)
+	var ab *abortedError
+	if ctx.Err() != nil && !errors.As(err, &ab) {
+		err = &abortedError{what: "the step was stopped before it finished", cause: context.Cause(ctx), err: err}
 	}
 	return &scriptError{msg: red.redact(err.Error()), err: err}
+}
+
+// abortedError is how a step Concourse stopped (SIGTERM or SIGINT: ctx ended)
+// ends. Its text says what was given up, in words of its own: "git clone: signal:
+// killed" would not tell the user that the build was aborted, and an abort is no
+// failure, so the text has no "error" in it for anyone scanning logs for one.
+type abortedError struct {
+	what  string
+	cause error // context.Cause
+	err   error // what the step was doing failed with, if anything
+}
+
+func aborted(ctx context.Context, what string) error {
+	return &abortedError{what: what, cause: context.Cause(ctx)}
+}
+
+func (e *abortedError) Error() string { return "aborted: " + e.what }
+
+func (e *abortedError) Unwrap() []error {
+	if e.err == nil {
+		return []error{e.cause}
+	}
+	return []error{e.cause, e.err}
 }
 
 // requireSource joins the source's problems with more (the params'), so one run

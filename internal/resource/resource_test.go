@@ -137,9 +137,10 @@ func TestCheck(t *testing.T) {
 			want    []string
 		}{
 			{"no version: the newest commit of the pool", nil, []string{a3}},
-			{"after a version, oldest first", map[string]string{"ref": a1}, []string{a2, a3}},
-			{"after the newest", map[string]string{"ref": a3}, nil},
-			{"after a commit of another pool", map[string]string{"ref": g}, nil},
+			// Concourse's contract (and upstream's ref~1..HEAD): a valid version first.
+			{"from a version, oldest first", map[string]string{"ref": a1}, []string{a1, a2, a3}},
+			{"from the newest", map[string]string{"ref": a3}, []string{a3}},
+			{"from a commit of another pool", map[string]string{"ref": g}, []string{g}},
 			{"a version no longer in history: the newest", map[string]string{"ref": strings.Repeat("ab", 20)}, []string{a3}},
 			{"not a commit id: the newest", map[string]string{"ref": "HEAD~3"}, []string{a3}},
 		} {
