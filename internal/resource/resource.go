@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +60,7 @@ func Check(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env E
 func In(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
 	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		var params inParams
-		if err := s.requireSource(decodeParams(req.Params, &params)); err != nil {
+		if err := s.requireSource(s.decodeParams(req.Params, &params)); err != nil {
 			return err
 		}
 		ans, err := s.in(ctx, dir, req.Version, params)
@@ -75,7 +76,7 @@ func In(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writ
 func Out(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
 	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		var params outParams
-		perr := decodeParams(req.Params, &params)
+		perr := s.decodeParams(req.Params, &params)
 		if perr == nil {
 			perr = params.check()
 		}
@@ -104,10 +105,11 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	red := &redactor{w: stderr}
 	s := &script{log: red, red: red}
 	var req request
-	err := decode(stdin, &req)
+	raw, err := decode(stdin, &req)
 	if err == nil {
 		s.src = req.Source
 		red.add(s.src.secrets()...)
+		warnUnknown(s.log, "source", raw.Source, reflect.TypeFor[source]())
 		err = body(s, &req)
 	}
 	if err == nil {
