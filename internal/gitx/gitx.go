@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -408,6 +409,14 @@ func (r *Repo) reuse(ctx context.Context, dir string) bool {
 		return false
 	}
 	r.branch = strings.TrimSpace(string(head))
+	if r.IsShallow() {
+		// Deepen grows from the history here: a clone deepened on an earlier run
+		// goes on from its depth, not from nothing.
+		n, err := r.Output(ctx, "rev-list", "--count", r.ref())
+		if r.depth, _ = strconv.Atoi(strings.TrimSpace(string(n))); err != nil || r.depth < r.opts.Depth {
+			r.depth = r.opts.Depth
+		}
+	}
 	return true
 }
 
