@@ -351,6 +351,7 @@ func conformance(t *testing.T, res, transport string) {
 
 	// Issue 12.10: every failure exits 1, bad payloads included, as upstream.
 	t.Run("bad payloads exit 1", func(t *testing.T) {
+		bin := filepath.Join(filepath.Dir(filepath.Dir(res)), "poolboy")
 		w := newWorld(t, res, transport, []string{"aws"}, add("aws", "env-1"))
 		for name, s := range map[string]script{
 			"out without an operation": w.putRaw("aws", "12", t.TempDir(), map[string]any{}),
@@ -358,6 +359,10 @@ func conformance(t *testing.T, res, transport string) {
 			"check without a pool":     run(t, filepath.Join(w.res, "check"), map[string]any{"source": map[string]any{"uri": w.url, "branch": "main"}}, nil),
 			"not a JSON object":        run(t, filepath.Join(w.res, "check"), "not an object", nil),
 			"in without a directory":   run(t, filepath.Join(w.res, "in"), map[string]any{"source": w.source("aws")}, nil),
+			// `poolboy resource SCRIPT` is the same script: 1 for its usage errors too.
+			"poolboy resource with a flag":  run(t, bin, map[string]any{"source": w.source("aws")}, nil, "resource", "check", "--bogus"),
+			"poolboy resource without DIR":  run(t, bin, map[string]any{"source": w.source("aws")}, nil, "resource", "in"),
+			"poolboy resource bogus script": run(t, bin, map[string]any{"source": w.source("aws")}, nil, "resource", "bogus"),
 		} {
 			if s.code != 1 || s.stdout != "" || s.stderr == "" {
 				t.Errorf("%s: %+v", name, s)
