@@ -39,8 +39,8 @@ import (
 // Env looks up the process environment (the BUILD_* variables); os.LookupEnv fits.
 type Env func(string) (string, bool)
 
-// Check is the resource's check: the commits that touched the pool after the given
-// version, oldest first; with no version, the newest such commit.
+// Check is the resource's check: the given version and the commits that touched
+// the pool after it, oldest first; with no version, the newest such commit.
 func Check(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
 	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		if err := s.requireSource(nil); err != nil {
@@ -54,9 +54,10 @@ func Check(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env E
 	})
 }
 
-// In is the resource's in: for the version's commit, DIR/name and DIR/metadata of
-// the lock the commit changed, and DIR/ref, the commit itself, which out's release
-// uses as its fence.
+// In is the resource's in: DIR/name and DIR/metadata of the lock the pool's newest
+// lock commit at or before the version changed, and DIR/ref, the claim holding it,
+// which out's release uses as its fence. It fails, as upstream's, for a claim that
+// no longer holds its lock.
 func In(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
 	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		var params inParams
