@@ -48,7 +48,9 @@ func resourceCmd(env Env) *cobra.Command {
 		Short: "Act as the Concourse pool resource's check, in or out script",
 		Long: `resource runs one script of the pool resource, exactly as /opt/resource/check,
 /opt/resource/in and /opt/resource/out do in the image (they are links to this
-binary): the request JSON on stdin, the answer JSON on stdout, logs on stderr.`,
+binary): the request JSON on stdin, the answer JSON on stdout, logs on stderr.
+Exit status: 0 done, 1 for every failure, a bad request or bad usage included
+(as the upstream pool resource's scripts).`,
 		Args: cobra.RangeArgs(1, 2),
 		// The scripts take their settings from the request, not from POOL_* variables.
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
