@@ -136,6 +136,16 @@ func readFile(t *testing.T, path string) string {
 	return strings.TrimSpace(string(b))
 }
 
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func add(pool, lock string) fixture.Op {
 	return fixture.Op{Kind: fixture.Add, Pool: pool, Lock: lock, Content: "meta of " + lock}
 }
@@ -214,11 +224,8 @@ func conformance(t *testing.T, res, transport string) {
 	t.Run("get of an add_claimed fails once the lock was released", func(t *testing.T) {
 		w := newWorld(t, res, transport, []string{"aws"})
 		work := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(work, "new"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(work, "new", "name"), []byte("env-9\n"), 0o644)
-		os.WriteFile(filepath.Join(work, "new", "metadata"), []byte("nine"), 0o644)
+		writeFile(t, filepath.Join(work, "new", "name"), "env-9\n")
+		writeFile(t, filepath.Join(work, "new", "metadata"), "nine")
 		added := w.put("aws", "12", work, map[string]any{"add_claimed": "new"})
 		if g := w.get("aws", "12", filepath.Join(work, "lock"), added.Version, nil); g.code != 0 ||
 			readFile(t, filepath.Join(work, "lock", "metadata")) != "nine" {
@@ -236,8 +243,7 @@ func conformance(t *testing.T, res, transport string) {
 		w := newWorld(t, res, transport, []string{"aws", "gcp"}, add("aws", "env-1"), add("gcp", "g-1"))
 		w.acquire("gcp", "30", t.TempDir(), "lock") // the head is about pool gcp
 		work := t.TempDir()
-		os.MkdirAll(filepath.Join(work, "want"), 0o755)
-		os.WriteFile(filepath.Join(work, "want", "name"), []byte("env-1\n"), 0o644)
+		writeFile(t, filepath.Join(work, "want", "name"), "env-1\n")
 		chk := w.put("aws", "12", work, map[string]any{"check": "want"})
 		if chk.meta("lock_name") != "env-1" {
 			t.Errorf("check answered lock_name %q", chk.meta("lock_name"))
@@ -310,11 +316,14 @@ func conformance(t *testing.T, res, transport string) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Concourse aborts the step once it is waiting: the log line says so.
 		var lines []string
+		signalled := false
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			lines = append(lines, sc.Text())
-			if strings.Contains(sc.Text(), "retrying in") && len(lines) > 0 {
+			if !signalled && strings.Contains(sc.Text(), "retrying in") {
+				signalled = true
 				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 					t.Fatal(err)
 				}
