@@ -143,8 +143,8 @@ func TestCleanThenFencedRelease(t *testing.T) {
 	}
 	cc := fakeconcourse.New(t)
 	cc.AddUser("reaper", "reaper-pw", "main")
-	cc.AddBuild(fakeconcourse.Build{Pipeline: "deploy", Job: "test", Name: "12", Status: "aborted"})
-	cc.AddBuild(fakeconcourse.Build{Pipeline: "deploy", Job: "test", Name: "13", Status: "started"})
+	cc.AddBuild(fakeconcourse.Build{ID: 12, Pipeline: "deploy", Job: "test", Name: "12", Status: "aborted"})
+	cc.AddBuild(fakeconcourse.Build{ID: 13, Pipeline: "deploy", Job: "test", Name: "13", Status: "started"})
 
 	source := map[string]any{"uri": "file://" + remote, "branch": "main", "pool": "aws", "retry_delay": "10ms"}
 	buildEnv := func(name string) []string {
@@ -188,7 +188,7 @@ func TestCleanThenFencedRelease(t *testing.T) {
 
 	acquire("13")
 	r := release("12", work12)
-	if r.code == 0 || r.stdout != "" || !strings.Contains(r.stderr, "claimed again") {
+	if r.code == 0 || r.stdout != "" || !strings.Contains(r.stderr, "is now claimed by main/deploy/test #13") {
 		t.Fatalf("release of a lock claimed again by another build: %+v", r)
 	}
 	testenv.Git(t, remote, "rev-parse", "--verify", "main:aws/claimed/env-1")

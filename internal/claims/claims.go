@@ -39,6 +39,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/gitx"
 )
 
 // Claim is the commit that put a lock into claimed/.
@@ -378,7 +380,9 @@ func (w *walk) mergeParents(ctx context.Context, repo Repo, c string, parents []
 // clone is whole), and whether the boundary moved: a remote that is itself shallow
 // may have no more to give, and asking again would never end.
 func deepen(ctx context.Context, repo Repo, before map[string]bool) (map[string]bool, bool, error) {
-	if err := repo.Deepen(ctx); err != nil {
+	if err := repo.Deepen(ctx); errors.Is(err, gitx.ErrNoMoreHistory) {
+		return before, false, nil
+	} else if err != nil {
 		return before, false, err
 	}
 	after, err := repo.Shallow()

@@ -16,7 +16,8 @@ import (
 var Scripts = []string{"check", "in", "out"}
 
 // Resource runs the pool resource's script (check, in or out) with Concourse's
-// arguments: in and out take the build's directory. It returns the exit status;
+// arguments: in and out take the build's directory. It returns the exit status,
+// 1 for every failure (bad payloads included, as upstream's scripts);
 // the answer goes to stdout, everything else to stderr.
 func Resource(ctx context.Context, script string, args []string, stdin io.Reader, stdout, stderr io.Writer, env Env) int {
 	err := runScript(ctx, script, args, stdin, stdout, stderr, resource.Env(env))
@@ -42,12 +43,14 @@ func runScript(ctx context.Context, script string, args []string, stdin io.Reade
 }
 
 func resourceCmd(env Env) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "resource check|in|out [DIR]",
 		Short: "Act as the Concourse pool resource's check, in or out script",
 		Long: `resource runs one script of the pool resource, exactly as /opt/resource/check,
 /opt/resource/in and /opt/resource/out do in the image (they are links to this
-binary): the request JSON on stdin, the answer JSON on stdout, logs on stderr.`,
+binary): the request JSON on stdin, the answer JSON on stdout, logs on stderr.
+Exit status: 0 done, 1 for every failure, a bad request or bad usage included
+(as the upstream pool resource's scripts).`,
 		Args: cobra.RangeArgs(1, 2),
 		// The scripts take their settings from the request, not from POOL_* variables.
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
@@ -55,4 +58,8 @@ binary): the request JSON on stdin, the answer JSON on stdout, logs on stderr.`,
 			return runScript(cmd.Context(), args[0], args[1:], cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), resource.Env(env))
 		},
 	}
+	// The scripts exit 1 for every failure, bad usage included, as upstream's do:
+	// Concourse only tells 0 from the rest, and `poolboy resource` is the same script.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	return cmd
 }

@@ -18,10 +18,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -189,17 +191,35 @@ func (r *Repo) Fetch(ctx context.Context) (string, error) {
 // Deepen makes a shallow clone's history four times as deep (and fetches any new
 // commits on the branch). Growing geometrically bounds both the rounds (log₄ of the
 // history needed) and the excess downloaded. It is a no-op on a complete clone.
+//
+// A remote that is itself a shallow mirror may have no more history to give: the
+// fetch succeeds and the boundary stays where it was. That is ErrNoMoreHistory, so
+// that no caller asks again for ever.
 func (r *Repo) Deepen(ctx context.Context) error {
 	if !r.IsShallow() {
 		return nil
+	}
+	before, err := r.Shallow()
+	if err != nil {
+		return err
 	}
 	more := 3 * max(r.depth, 1)
 	if _, err := r.Output(ctx, append(r.fetchArgs(), fmt.Sprintf("--deepen=%d", more))...); err != nil {
 		return err
 	}
 	r.depth += more
+	after, err := r.Shallow()
+	if err != nil {
+		return err
+	}
+	if len(after) > 0 && maps.Equal(before, after) {
+		return ErrNoMoreHistory
+	}
 	return nil
 }
+
+// ErrNoMoreHistory is a shallow clone whose remote has no more history to give.
+var ErrNoMoreHistory = errors.New("the remote has no more history to give (is it a shallow mirror?)")
 
 // IsShallow says whether the clone lacks part of the history.
 func (r *Repo) IsShallow() bool {
@@ -408,6 +428,14 @@ func (r *Repo) reuse(ctx context.Context, dir string) bool {
 		return false
 	}
 	r.branch = strings.TrimSpace(string(head))
+	if r.IsShallow() {
+		// Deepen grows from the history here: a clone deepened on an earlier run
+		// goes on from its depth, not from nothing.
+		n, err := r.Output(ctx, "rev-list", "--count", r.ref())
+		if r.depth, _ = strconv.Atoi(strings.TrimSpace(string(n))); err != nil || r.depth < r.opts.Depth {
+			r.depth = r.opts.Depth
+		}
+	}
 	return true
 }
 

@@ -180,6 +180,57 @@ func TestShallowCloneDeepensToCompleteHistory(t *testing.T) {
 	}
 }
 
+// A remote that is itself a shallow mirror cannot give more history: Deepen says
+// so instead of succeeding with nothing new (every caller would ask for ever).
+func TestDeepenFromAShallowMirrorSaysThereIsNoMore(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 40)
+	mirror := filepath.Join(t.TempDir(), "mirror.git")
+	testenv.Git(t, "", "clone", "-q", "--bare", "--depth=5", "file://"+dir, mirror)
+	r := mustOpen(t, Options{URL: "file://" + mirror, Depth: 2})
+	ctx := context.Background()
+	var err error
+	for range 10 {
+		if err = r.Deepen(ctx); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrNoMoreHistory) {
+		t.Fatalf("Deepen from a 5-commit mirror, 10 times: %v, want ErrNoMoreHistory", err)
+	}
+	if out, _ := r.Output(ctx, "rev-list", "--count", "HEAD"); strings.TrimSpace(string(out)) != "5" {
+		t.Errorf("%s commits, want the mirror's 5", out)
+	}
+}
+
+// A cached shallow clone reused by a later run deepens from the depth it has, as a
+// fresh one does, not from a depth of nothing.
+func TestReusedShallowCacheDeepensFromItsDepth(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 40)
+	cache := t.TempDir()
+	opts := Options{URL: "file://" + dir, Depth: 2, CacheDir: cache}
+	mustOpen(t, opts).Close()
+	r := mustOpen(t, opts)
+	ctx := context.Background()
+	count := func() string {
+		out, err := r.Output(ctx, "rev-list", "--count", "HEAD")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if !r.IsShallow() || count() != "2" {
+		t.Fatalf("shallow=%v with %s commits, want the cached 2-commit clone", r.IsShallow(), count())
+	}
+	for _, want := range []string{"8", "32"} {
+		if err := r.Deepen(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(); got != want {
+			t.Fatalf("after deepening: %s commits, want %s", got, want)
+		}
+	}
+}
+
 func TestErrorsAreOneLineAndNameTheProblem(t *testing.T) {
 	testenv.RequireCommand(t, "git")
 	root := t.TempDir()

@@ -2,10 +2,13 @@ package policy
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/pool"
 )
 
 // Timeouts maps a pool name to the age after which its claimed locks are stale.
@@ -63,12 +66,7 @@ func parseTimeout(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// Names lists the pools, sorted.
+// Names lists the pools, sorted naturally (pool-2 before pool-10).
 func (t Timeouts) Names() []string {
-	names := make([]string, 0, len(t))
-	for n := range t {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.SortedFunc(maps.Keys(t), pool.CompareNames)
 }

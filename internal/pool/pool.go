@@ -9,7 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -73,13 +73,12 @@ func (p *Pool) Unusable() string {
 // Snapshot is the whole repository at one commit.
 type Snapshot struct {
 	Commit string
-	Pools  []*Pool // sorted by name
+	Pools  []*Pool // sorted by name, naturally (CompareNames)
 }
 
 // Pool returns the named pool, or nil.
 func (s *Snapshot) Pool(name string) *Pool {
-	i := sort.Search(len(s.Pools), func(i int) bool { return s.Pools[i].Name >= name })
-	if i < len(s.Pools) && s.Pools[i].Name == name {
+	if i, ok := slices.BinarySearchFunc(s.Pools, name, func(p *Pool, name string) int { return CompareNames(p.Name, name) }); ok {
 		return s.Pools[i]
 	}
 	return nil
@@ -191,7 +190,7 @@ func Parse(commit string, lsTree []byte) (*Snapshot, error) {
 		}
 		s.Pools = append(s.Pools, p)
 	}
-	sort.Slice(s.Pools, func(i, j int) bool { return s.Pools[i].Name < s.Pools[j].Name })
+	slices.SortFunc(s.Pools, func(a, b *Pool) int { return CompareNames(a.Name, b.Name) })
 	return s, nil
 }
 
@@ -217,7 +216,7 @@ func kindProblem(mode, typ string) string {
 }
 
 func sortLocks(ls []Lock) {
-	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	slices.SortFunc(ls, func(a, b Lock) int { return CompareNames(a.Name, b.Name) })
 }
 
 // ValidName reports why name cannot be a lock name: locks become file names and

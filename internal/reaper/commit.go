@@ -39,10 +39,14 @@ func message(l LockReport, now time.Time) string {
 	fmt.Fprintf(&b, "Pool:       %s\n", l.Pool)
 	fmt.Fprintf(&b, "Claimed at: %s (%s ago)\n", l.ClaimedAt.UTC().Format(time.RFC3339), policy.Human(l.Verdict.Age))
 	fmt.Fprintf(&b, "Claim:      %s\n", l.ClaimCommit)
-	fmt.Fprintf(&b, "Owner:      %s\n", oneLine(l.Owner.String()))
+	// Never a "Build URL:" line: every reader of pool history (commitmsg.Parse
+	// included) takes that key for the build that made the commit, and this commit
+	// was made by poolboy, not by the reaped build. Its page goes on the Owner line.
+	owner := oneLine(l.Owner.String())
 	if l.Owner.URL != "" {
-		fmt.Fprintf(&b, "Build URL:  %s\n", oneLine(l.Owner.URL))
+		owner += " (" + oneLine(l.Owner.URL) + ")"
 	}
+	fmt.Fprintf(&b, "Owner:      %s\n", owner)
 	if ev := l.Build; ev != nil {
 		fmt.Fprintf(&b, "Concourse:  %s\n", oneLine(evidence(ev)))
 	}

@@ -10,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/commitmsg"
+	"github.com/poolboy-ci/poolboy/internal/concourse"
+	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
 	"github.com/poolboy-ci/poolboy/internal/fixture"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
 	"github.com/poolboy-ci/poolboy/internal/testenv"
@@ -465,5 +469,41 @@ func TestCleanMassReapLandsInBatches(t *testing.T) {
 	}
 	if got := testenv.Git(t, other.Dir, "rev-list", "--count", "--author=poolboy", "origin/main"); got != fmt.Sprint(n) {
 		t.Errorf("%s commits by poolboy on the remote, want %d (one per lock)", got, n)
+	}
+}
+
+// A reap commit is poolboy's, not the reaped build's: no reader of pool history may
+// take the claim's Build URL or Concourse's evidence in it for the commit's owner.
+func TestReapCommitNamesNoOwnerBuild(t *testing.T) {
+	testenv.RequireCommand(t, "git")
+	cc := fakeconcourse.New(t)
+	cc.AddUser("reaper", "reaper-pw", "main")
+	cc.AddBuild(fakeconcourse.Build{Pipeline: "deploy", Job: "test", Name: "12", Status: "failed"})
+	now := time.Now()
+	buildURL := cc.ExternalURL + "/teams/main/pipelines/deploy/jobs/test/builds/12"
+	dir := filepath.Join(t.TempDir(), "locks.git")
+	err := fixture.Build(context.Background(), dir, fixture.Spec{Branch: "main", Pools: []string{"aws"}, Start: now.Add(-2 * time.Hour), Ops: []fixture.Op{
+		{Kind: fixture.Add, Pool: "aws", Lock: "env-1", At: now.Add(-time.Hour), Content: "one"},
+		{Kind: fixture.Claim, Pool: "aws", Lock: "env-1", At: now.Add(-time.Minute), Message: "claiming: env-1\nBuild URL: " + buildURL},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := liveness.Connect([]concourse.Target{{URL: cc.URL, Username: "reaper", Password: "reaper-pw"}}, liveness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config()
+	cfg.Witness = w
+	res, err := reaper.Clean(context.Background(), open(t, "file://"+dir), cfg, false)
+	if err != nil || len(res.Freed) != 1 {
+		t.Fatalf("clean: %v, freed %v", err, freedNames(res))
+	}
+	msg := testenv.Git(t, dir, "log", "-1", "--format=%B", "main")
+	if !strings.Contains(msg, "Poolboy-Rule: build-failed") || !strings.Contains(msg, "Poolboy-Build-URL: "+cc.ExternalURL+"/") {
+		t.Fatalf("the reap does not carry the evidence:\n%s", msg)
+	}
+	if o := commitmsg.Parse(msg).Owner; o.Known() || o.URL != "" || o.Server != "" {
+		t.Errorf("the reap commit is attributed to %+v:\n%s", o, msg)
 	}
 }

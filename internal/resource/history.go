@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/poolboy-ci/poolboy/internal/claims"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/pool"
+	"github.com/poolboy-ci/poolboy/internal/reaper"
 )
 
 // Depths of the first clone. Every script runs in a fresh container and nearly
@@ -80,10 +82,10 @@ func poolIn(snap *pool.Snapshot, name, branch string) (*pool.Pool, error) {
 	return nil, fmt.Errorf("pool %q does not exist in branch %s (pools there: %s)", name, branch, pools)
 }
 
-// check lists the commits that touched the pool after v, oldest first; with no
+// check lists v and the commits that touched the pool after it, oldest first, as
+// Concourse's resource contract asks (upstream lists ref~1..HEAD); with no
 // version, or one no longer in the branch's history (a force-push), the newest
-// such commit, as upstream does. The given version itself is not listed (upstream
-// lists ref..HEAD).
+// such commit, as upstream does.
 func (s *script) check(ctx context.Context, v *version) ([]version, error) {
 	repo, err := s.open(ctx, checkDepth)
 	if err != nil {
@@ -112,7 +114,7 @@ func (s *script) check(ctx context.Context, v *version) ([]version, error) {
 			if err != nil {
 				return nil, err
 			}
-			return versions(out), nil
+			return append([]version{{Ref: v.Ref}}, versions(out)...), nil
 		}
 		fmt.Fprintf(s.log, "version %s is not in the history of branch %s any more; starting again from the newest commit\n", v.Ref, s.src.Branch)
 	}
@@ -148,9 +150,17 @@ type inParams struct {
 	Depth int `json:"depth"`
 }
 
+// notAcquired is upstream's in's complaint, word for word (users search their logs
+// for it), about a version whose lock is no longer held by the claim it saw.
+const notAcquired = "error: lock instance is no longer acquired"
+
 // in writes, for the version's commit, DIR/name and DIR/metadata of the lock the
-// commit changed in the pool, and DIR/ref, the commit: the fence out's release
-// checks. Unlike upstream, DIR holds no checkout of the repository.
+// pool's newest lock commit at or before it changed (the version itself when it
+// changed one; upstream takes `git log -1 -- POOL` at the version), and DIR/ref:
+// the claim the lock is held by when it is claimed there, else the version. That
+// is the fence out's release checks. As upstream, a version at which the lock is
+// claimed fails once that claim no longer holds it (see acquired). Unlike
+// upstream, DIR holds no checkout of the repository.
 func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*answer, error) {
 	if p.Depth < 0 {
 		return nil, fmt.Errorf("invalid payload: params.depth %d must not be negative", p.Depth)
@@ -171,10 +181,12 @@ func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*a
 		return nil, err
 	}
 	defer repo.Close()
+	head, err := repo.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if ref == "" { // upstream takes HEAD when there is no version
-		if ref, err = repo.Head(ctx); err != nil {
-			return nil, err
-		}
+		ref = head
 	}
 	found, err := have(ctx, repo, ref)
 	if err != nil {
@@ -183,9 +195,28 @@ func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*a
 	if !found {
 		return nil, fmt.Errorf("version %s is not in the history of branch %s", ref, s.src.Branch)
 	}
-	name, metadata, err := s.changedLock(ctx, repo, ref)
-	if err != nil {
+	var name string
+	var metadata []byte
+	lockCommit, err := s.newestLockCommit(ctx, repo, ref)
+	switch {
+	case err != nil:
 		return nil, err
+	case lockCommit == "":
+		fmt.Fprintf(s.log, "warning: no commit up to %s changed a lock of pool %q: name and metadata are empty\n", ref, s.src.Pool)
+	default:
+		if name, metadata, err = s.changedLock(ctx, repo, lockCommit); err != nil {
+			return nil, err
+		}
+	}
+	fence := ref
+	if name != "" {
+		claim, err := s.acquired(ctx, repo, ref, head, name)
+		if err != nil {
+			return nil, err
+		}
+		if claim != "" {
+			fence = claim
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -196,7 +227,7 @@ func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*a
 	}{
 		{"name", []byte(name + "\n")}, // upstream: echo NAME > name
 		{"metadata", metadata},
-		{"ref", []byte(ref + "\n")},
+		{"ref", []byte(fence + "\n")},
 	}
 	for _, f := range files {
 		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
@@ -207,17 +238,114 @@ func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*a
 	return s.answer(ref, name), nil
 }
 
-// changedLock finds the lock of the pool that commit changed and its content at
-// that commit. Like upstream it takes the first changed path (so a claim gives the
-// lock's new place, claimed/); unlike upstream it looks only in the pool, reads
-// only regular files, and warns instead of failing when there is nothing to read.
-func (s *script) changedLock(ctx context.Context, repo *gitx.Repo, commit string) (string, []byte, error) {
+// acquired is upstream's check that a version's lock is still held: when the lock
+// is claimed at version v, the claim holding it there (per the one claim walk) must
+// still be its claim at head; then it returns that claim. A lock not claimed at v
+// (an unclaim, an add, an update of a free lock, a removal) is nobody's: "".
+// Upstream fails too when the lock was merely updated since; an update does not
+// release a claim, so here it does not.
+func (s *script) acquired(ctx context.Context, repo *gitx.Repo, v, head, name string) (string, error) {
+	path := pool.LockPath(s.src.Pool, name, true)
+	// claimAt is the lock's claim at commit; none when it is not claimed there.
+	claimAt := func(commit string) (claims.Claim, bool, error) {
+		out, err := repo.Output(ctx, "ls-tree", "--name-only", commit, "--", path)
+		if err != nil || len(bytes.TrimSpace(out)) == 0 {
+			return claims.Claim{}, false, err
+		}
+		found, err := claims.Find(ctx, repo, commit, []string{path})
+		if err != nil {
+			return claims.Claim{}, false, err
+		}
+		if cs := found.Conflicts[path]; len(cs) > 0 {
+			return claims.Claim{}, false, fmt.Errorf("lock %q in pool %q at %s: %s", name, s.src.Pool, commit, reaper.ConflictDetail(cs))
+		}
+		c, ok := found.Claims[path]
+		return c, ok, nil
+	}
+	held, ok, err := claimAt(v)
+	if err != nil || !ok {
+		return "", err
+	}
+	if v == head {
+		return held.Commit, nil
+	}
+	current, ok, err := claimAt(head)
+	switch {
+	case err != nil:
+		return "", err
+	case !ok:
+		return "", fmt.Errorf("%s: lock %q of pool %q, claimed by %s, is not claimed any more (released, reaped or removed)", notAcquired, name, s.src.Pool, held.Commit)
+	case current.Commit != held.Commit:
+		return "", fmt.Errorf("%s: lock %q of pool %q, claimed by %s, has been claimed again since by %s", notAcquired, name, s.src.Pool, held.Commit, describe(current, true))
+	}
+	return held.Commit, nil
+}
+
+// lockScanBatch is how many commits newestLockCommit asks git for at a time: the
+// first nearly always is the one.
+const lockScanBatch = 32
+
+// newestLockCommit returns the newest commit at or before at that changed a lock
+// of the pool (not .gitkeep, nor any other name that is no lock), or "" if none
+// did. A shallow clone is deepened until it has the commit with its parents, or
+// all history.
+func (s *script) newestLockCommit(ctx context.Context, repo *gitx.Repo, at string) (string, error) {
+	paths := []string{s.src.Pool + "/claimed", s.src.Pool + "/unclaimed"}
+	for {
+		shallow, err := repo.Shallow()
+		if err != nil {
+			return "", err
+		}
+		commit, err := s.scanLockCommits(ctx, repo, at, paths, shallow)
+		if err != nil || commit != "" || !repo.IsShallow() {
+			return commit, err
+		}
+		if err := repo.Deepen(ctx); err != nil {
+			return "", err
+		}
+	}
+}
+
+// scanLockCommits walks the commits at or before at that touched paths, newest
+// first, up to the first that changed a lock, or to a shallow boundary (whose diff
+// proves nothing): "" then.
+func (s *script) scanLockCommits(ctx context.Context, repo *gitx.Repo, at string, paths []string, shallow map[string]bool) (string, error) {
+	for skip := 0; ; skip += lockScanBatch {
+		args := append([]string{"rev-list", fmt.Sprintf("--max-count=%d", lockScanBatch), fmt.Sprintf("--skip=%d", skip), at, "--"}, paths...)
+		out, err := repo.Output(ctx, args...)
+		if err != nil {
+			return "", err
+		}
+		ids := strings.Fields(string(out))
+		if len(ids) == 0 {
+			return "", nil
+		}
+		for _, id := range ids {
+			if shallow[id] {
+				return "", nil
+			}
+			first, _, err := s.lockChanges(ctx, repo, id)
+			if err != nil {
+				return "", err
+			}
+			if first != nil {
+				return id, nil
+			}
+		}
+	}
+}
+
+// lockChange is one lock file a commit changed.
+type lockChange struct{ name, mode, blob string }
+
+// lockChanges returns the first lock of the pool commit changed (in git's path
+// order, so a claim gives the lock's new place, claimed/), and the first it did not
+// delete; nil when there is none. Only valid lock names count.
+func (s *script) lockChanges(ctx context.Context, repo *gitx.Repo, commit string) (first, present *lockChange, err error) {
 	out, err := repo.Output(ctx, "diff-tree", "-r", "-z", "--root", "--no-renames", "--no-commit-id", commit, "--", s.src.Pool)
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
-	type change struct{ name, mode, blob string }
-	var first, present *change
 	rec := bytes.Split(out, []byte{0})
 	for i := 0; i+1 < len(rec); i += 2 {
 		// ":oldmode newmode oldblob newblob status" then the path.
@@ -227,7 +355,7 @@ func (s *script) changedLock(ctx context.Context, repo *gitx.Repo, commit string
 			(parts[1] != "claimed" && parts[1] != "unclaimed") || validLockName(parts[2]) != nil {
 			continue
 		}
-		c := &change{name: parts[2], mode: f[1], blob: f[3]}
+		c := &lockChange{name: parts[2], mode: f[1], blob: f[3]}
 		if first == nil {
 			first = c
 		}
@@ -235,12 +363,24 @@ func (s *script) changedLock(ctx context.Context, repo *gitx.Repo, commit string
 			present = c
 		}
 	}
+	return first, present, nil
+}
+
+// changedLock finds the lock of the pool that commit changed and its content at
+// that commit. Like upstream it takes the first changed path; unlike upstream it
+// looks only at lock names of the pool, reads only regular files, and warns
+// instead of failing when there is nothing to read. A removed lock has no
+// metadata, as expected: that is said, not warned about.
+func (s *script) changedLock(ctx context.Context, repo *gitx.Repo, commit string) (string, []byte, error) {
+	first, present, err := s.lockChanges(ctx, repo, commit)
 	switch {
+	case err != nil:
+		return "", nil, err
 	case first == nil:
 		fmt.Fprintf(s.log, "warning: commit %s changed no lock of pool %q: name and metadata are empty\n", commit, s.src.Pool)
 		return "", nil, nil
 	case present == nil || present.name != first.name:
-		fmt.Fprintf(s.log, "warning: commit %s removed lock %q: its metadata is empty\n", commit, first.name)
+		fmt.Fprintf(s.log, "lock %q was removed in %s\n", first.name, commit)
 		return first.name, nil, nil
 	case present.mode != "100644" && present.mode != "100755":
 		fmt.Fprintf(s.log, "warning: lock %q is not a regular file at %s (mode %s): never read; its metadata is empty\n", present.name, commit, present.mode)

@@ -101,12 +101,13 @@ type step struct {
 
 // plan is what one look at the pool decides.
 type plan struct {
-	lock  string
-	wait  string // nothing is possible yet, and why
-	done  bool   // nothing to commit: the answer is the head
-	edits []pool.Edit
-	msg   string
-	undo  []pool.Edit // for a claim: the edits that give the lock back (see push)
+	lock    string
+	wait    string // nothing is possible yet, and why
+	done    bool   // nothing to commit: the answer is version, or the head
+	version string
+	edits   []pool.Edit
+	msg     string
+	undo    []pool.Edit // for a claim: the edits that give the lock back (see push)
 }
 
 type decider func(ctx context.Context, head string, p *pool.Pool) (plan, error)
@@ -306,11 +307,13 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		switch {
 		case err != nil:
 			return nil, err
+		case pl.done && pl.version != "":
+			return o.answer(pl.version, pl.lock), nil
 		case pl.done:
 			return o.answer(head, pl.lock), nil
 		case pl.wait != "":
 			fmt.Fprintf(o.log, "%s, retrying in at most %s\n", pl.wait, delay/2)
-			if head, err = o.waitForChange(ctx, head); err != nil {
+			if head, err = o.waitForChange(ctx, head, pl.wait); err != nil {
 				return nil, err
 			}
 			continue
@@ -324,7 +327,7 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		case err == nil:
 			return o.landed(ctx, commit, pl)
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+			return nil, aborted(ctx, "stopped before the push landed; nothing changed")
 		case errors.Is(err, gitx.ErrRejected):
 			// Someone else's push won. Deciding again at once (after a jitter that
 			// keeps the losers from colliding in lock-step) is what makes a freed
@@ -373,8 +376,10 @@ type pending struct {
 // landed after ctx ended is given straight back.
 func (o *outRun) landed(ctx context.Context, commit string, pl plan) (*answer, error) {
 	if ctx.Err() != nil && pl.undo != nil {
-		o.giveBack(ctx, commit, pl)
-		return nil, fmt.Errorf("interrupted while claiming lock %q: %w", pl.lock, context.Cause(ctx))
+		if o.giveBack(ctx, commit, pl) {
+			return nil, aborted(ctx, fmt.Sprintf("stopped while claiming lock %s; gave it back", pl.lock))
+		}
+		return nil, aborted(ctx, fmt.Sprintf("stopped while claiming lock %s; it stays claimed by %s of this build", pl.lock, commit))
 	}
 	subject, _, _ := strings.Cut(pl.msg, "\n")
 	fmt.Fprintf(o.log, "pushed %s: %s\n", commit, subject)
@@ -398,7 +403,7 @@ func (o *outRun) poolAt(ctx context.Context, head string) (*pool.Pool, error) {
 }
 
 // waitForChange waits until the remote branch moves away from head and returns the
-// new head, fetched.
+// new head, fetched; why is what it waits for, for the abort message.
 //
 // Waiters look at random times between a sixth and a half of retry_delay, not once
 // per retry_delay: waiters that all lost the same round would otherwise wake in
@@ -408,17 +413,17 @@ func (o *outRun) poolAt(ctx context.Context, head string) (*pool.Pool, error) {
 // it saves the second request. (Measured in docs/BENCHMARKS.md: 10 waiters on 2
 // locks, retry_delay 10 s — full-delay ls-remote looks: 49 s, hand-off p50 5.3 s,
 // 11 upload-packs per acquire; these looks: 32 s, 0.4–0.8 s, 7.4–7.9.)
-func (o *outRun) waitForChange(ctx context.Context, head string) (string, error) {
+func (o *outRun) waitForChange(ctx context.Context, head, why string) (string, error) {
 	delay := o.src.retryDelay()
 	failures := 0
 	for {
-		if err := sleep(ctx, delay/6+rand.N(delay/3+1)); err != nil {
-			return "", err
+		if sleep(ctx, delay/6+rand.N(delay/3+1)) != nil {
+			return "", aborted(ctx, "stopped waiting ("+why+")")
 		}
 		now, err := o.repo.Fetch(ctx)
 		switch {
 		case ctx.Err() != nil:
-			return "", fmt.Errorf("interrupted while waiting: %w", context.Cause(ctx))
+			return "", aborted(ctx, "stopped waiting ("+why+")")
 		case err != nil:
 			// A fetch fails the same way whether the network blinked or the branch
 			// was deleted; only the latter is final.
@@ -440,7 +445,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return fmt.Errorf("interrupted while waiting: %w", context.Cause(ctx))
+		return aborted(ctx, "stopped waiting")
 	case <-t.C:
 		return nil
 	}
@@ -458,7 +463,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // claim that landed after ctx ended straight back (giveBack).
 func (o *outRun) push(ctx context.Context, parent, commit string) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("stopped before pushing: %w", context.Cause(ctx))
+		return aborted(ctx, "stopped before pushing; nothing was pushed")
 	}
 	beforePush()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
@@ -469,8 +474,8 @@ func (o *outRun) push(ctx context.Context, parent, commit string) error {
 // giveBack releases a claim pushed after ctx ended, on top of it (fast-forward
 // only, so only if nothing else happened since), best effort: if it cannot, the
 // claim names this build, and the reaper frees it once Concourse says the build
-// is over.
-func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) {
+// is over. It reports whether the lock was given back.
+func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) bool {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
 	defer cancel()
 	msg := o.holder.message("unclaiming", pl.lock, "Poolboy-Claim-Commit: "+claim)
@@ -479,10 +484,11 @@ func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) {
 		err = o.repo.Push(bg, c)
 	}
 	if err != nil {
-		fmt.Fprintf(o.log, "warning: interrupted while claiming; lock %q stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", pl.lock, claim, err)
-		return
+		fmt.Fprintf(o.log, "warning: aborted while claiming; lock %q stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", pl.lock, claim, err)
+		return false
 	}
-	fmt.Fprintf(o.log, "interrupted while claiming; gave lock %q back (%s)\n", pl.lock, c)
+	fmt.Fprintf(o.log, "aborted while claiming; gave lock %q back (%s)\n", pl.lock, c)
+	return true
 }
 
 // find says where the named lock is. A name the pool holds as anything but a lock
@@ -559,7 +565,8 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 		return plan{}, fmt.Errorf("lock %q does not exist in pool %q", name, p.Name)
 	case !l.Claimed:
 		fmt.Fprintf(o.log, "warning: lock %s is not claimed any more (reaped, or released by someone else); nothing to release\n", name)
-		return plan{lock: name, done: true}, nil
+		v, err := o.lockVersion(ctx, head, name)
+		return plan{lock: name, done: true, version: v}, err
 	}
 	claim, err := o.fence(ctx, head, l)
 	if err != nil {
@@ -640,7 +647,9 @@ func (o *outRun) update(ctx context.Context, head string, p *pool.Pool) (plan, e
 }
 
 // check waits while the lock is claimed (check) or unclaimed (check_unclaimed),
-// then answers the head, pushing nothing (as upstream; an absent lock passes).
+// then pushes nothing (as upstream; an absent lock passes) and answers the lock's
+// newest commit: upstream answers the head, which can be about another lock or
+// pool, and the implicit get then names that.
 func (o *outRun) check(ctx context.Context, head string, p *pool.Pool) (plan, error) {
 	l, found, err := find(p, o.step.name)
 	waitWhileClaimed := o.op == "check"
@@ -650,5 +659,35 @@ func (o *outRun) check(ctx context.Context, head string, p *pool.Pool) (plan, er
 	case found && l.Claimed == waitWhileClaimed:
 		return plan{wait: fmt.Sprintf("lock %s is %s", l.Name, state(l.Claimed))}, nil
 	}
-	return plan{lock: o.step.name, done: true}, nil
+	v, err := o.lockVersion(ctx, head, o.step.name)
+	return plan{lock: o.step.name, done: true, version: v}, err
+}
+
+// lockVersion is the newest commit at or before head that changed lock name of the
+// pool (for a lock released already, normally the commit that freed it): the
+// version a put that pushes nothing answers, so that its implicit get names this
+// lock. The head when no commit in history did (a lock that never existed).
+func (o *outRun) lockVersion(ctx context.Context, head, name string) (string, error) {
+	paths := []string{pool.LockPath(o.src.Pool, name, true), pool.LockPath(o.src.Pool, name, false)}
+	for {
+		out, err := o.repo.Output(ctx, append([]string{"rev-list", "--max-count=1", head, "--"}, paths...)...)
+		if err != nil {
+			return "", err
+		}
+		commit := strings.TrimSpace(string(out))
+		shallow, err := o.repo.Shallow()
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case commit != "" && !shallow[commit]:
+			return commit, nil
+		case !o.repo.IsShallow():
+			return head, nil
+		}
+		// Only the shallow boundary "changed" it, which proves nothing.
+		if err := o.repo.Deepen(ctx); err != nil {
+			return "", err
+		}
+	}
 }

@@ -159,7 +159,7 @@ func TestCancelWhileWaitingReturnsAtOnceAndPushesNothing(t *testing.T) {
 
 // An abort that comes before the clone finished says it was an abort, not just
 // what git said about the context.
-func TestAbortBeforeTheCloneSaysInterrupted(t *testing.T) {
+func TestAbortBeforeTheCloneSaysAborted(t *testing.T) {
 	t.Parallel()
 	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1"})
 	before := head(t, bare)
@@ -167,8 +167,8 @@ func TestAbortBeforeTheCloneSaysInterrupted(t *testing.T) {
 	sigterm := errors.New("terminated signal received")
 	cancel(sigterm)
 	_, err := out(t, ctx, t.TempDir(), src(fileURL(bare)), map[string]any{"acquire": true}, jobEnv, &logBuffer{})
-	if err == nil || !strings.HasPrefix(err.Error(), "interrupted (terminated signal received): ") || !errors.Is(err, sigterm) {
-		t.Errorf("error %v, want it to start with the interruption and wrap its cause", err)
+	if err == nil || err.Error() != "aborted: the step was stopped before it finished" || !errors.Is(err, sigterm) {
+		t.Errorf("error %v, want it to say the step was aborted and wrap its cause", err)
 	}
 	if head(t, bare) != before {
 		t.Error("something was pushed")

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -38,8 +39,8 @@ import (
 // Env looks up the process environment (the BUILD_* variables); os.LookupEnv fits.
 type Env func(string) (string, bool)
 
-// Check is the resource's check: the commits that touched the pool after the given
-// version, oldest first; with no version, the newest such commit.
+// Check is the resource's check: the given version and the commits that touched
+// the pool after it, oldest first; with no version, the newest such commit.
 func Check(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
 	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		if err := s.requireSource(nil); err != nil {
@@ -53,13 +54,14 @@ func Check(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env E
 	})
 }
 
-// In is the resource's in: for the version's commit, DIR/name and DIR/metadata of
-// the lock the commit changed, and DIR/ref, the commit itself, which out's release
-// uses as its fence.
+// In is the resource's in: DIR/name and DIR/metadata of the lock the pool's newest
+// lock commit at or before the version changed, and DIR/ref, the claim holding it,
+// which out's release uses as its fence. It fails, as upstream's, for a claim that
+// no longer holds its lock.
 func In(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
 	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		var params inParams
-		if err := s.requireSource(decodeParams(req.Params, &params)); err != nil {
+		if err := s.requireSource(s.decodeParams(req.Params, &params)); err != nil {
 			return err
 		}
 		ans, err := s.in(ctx, dir, req.Version, params)
@@ -75,7 +77,7 @@ func In(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writ
 func Out(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Writer, env Env) error {
 	return run(ctx, stdin, stderr, func(s *script, req *request) error {
 		var params outParams
-		perr := decodeParams(req.Params, &params)
+		perr := s.decodeParams(req.Params, &params)
 		if perr == nil {
 			perr = params.check()
 		}
@@ -99,25 +101,49 @@ type script struct {
 }
 
 // run decodes the request, runs body and removes every secret from its error. An
-// error caused by ctx ending (Concourse's SIGTERM) says so first: "git clone:
-// signal: killed" alone does not tell the user that the build was aborted.
+// error once ctx has ended (Concourse's SIGTERM) is an abortedError.
 func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*script, *request) error) error {
 	red := &redactor{w: stderr}
 	s := &script{log: red, red: red}
 	var req request
-	err := decode(stdin, &req)
+	raw, err := decode(stdin, &req)
 	if err == nil {
 		s.src = req.Source
 		red.add(s.src.secrets()...)
+		warnUnknown(s.log, "source", raw.Source, reflect.TypeFor[source]())
 		err = body(s, &req)
 	}
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) && !strings.HasPrefix(err.Error(), "interrupted") {
-		err = fmt.Errorf("interrupted (%w): %w", context.Cause(ctx), err)
+	var ab *abortedError
+	if ctx.Err() != nil && !errors.As(err, &ab) {
+		err = &abortedError{what: "the step was stopped before it finished", cause: context.Cause(ctx), err: err}
 	}
 	return &scriptError{msg: red.redact(err.Error()), err: err}
+}
+
+// abortedError is how a step Concourse stopped (SIGTERM or SIGINT: ctx ended)
+// ends. Its text says what was given up, in words of its own: "git clone: signal:
+// killed" would not tell the user that the build was aborted, and an abort is no
+// failure, so the text has no "error" in it for anyone scanning logs for one.
+type abortedError struct {
+	what  string
+	cause error // context.Cause
+	err   error // what the step was doing failed with, if anything
+}
+
+func aborted(ctx context.Context, what string) error {
+	return &abortedError{what: what, cause: context.Cause(ctx)}
+}
+
+func (e *abortedError) Error() string { return "aborted: " + e.what }
+
+func (e *abortedError) Unwrap() []error {
+	if e.err == nil {
+		return []error{e.cause}
+	}
+	return []error{e.cause, e.err}
 }
 
 // requireSource joins the source's problems with more (the params'), so one run

@@ -137,9 +137,10 @@ func TestCheck(t *testing.T) {
 			want    []string
 		}{
 			{"no version: the newest commit of the pool", nil, []string{a3}},
-			{"after a version, oldest first", map[string]string{"ref": a1}, []string{a2, a3}},
-			{"after the newest", map[string]string{"ref": a3}, nil},
-			{"after a commit of another pool", map[string]string{"ref": g}, nil},
+			// Concourse's contract (and upstream's ref~1..HEAD): a valid version first.
+			{"from a version, oldest first", map[string]string{"ref": a1}, []string{a1, a2, a3}},
+			{"from the newest", map[string]string{"ref": a3}, []string{a3}},
+			{"from a commit of another pool", map[string]string{"ref": g}, []string{g}},
 			{"a version no longer in history: the newest", map[string]string{"ref": strings.Repeat("ab", 20)}, []string{a3}},
 			{"not a commit id: the newest", map[string]string{"ref": "HEAD~3"}, []string{a3}},
 		} {
@@ -201,6 +202,49 @@ func TestInWritesNameMetadataAndRef(t *testing.T) {
 	if _, err := in(t, t.TempDir(), src(fileURL(bare)), "main", nil); err == nil ||
 		!strings.Contains(err.Error(), "is not a commit id") {
 		t.Errorf("symbolic version: %v", err)
+	}
+}
+
+// in as upstream's: the pool's newest lock commit at or before the version names the
+// lock, and a claim that no longer holds its lock fails, however far back in a
+// shallow clone's history either lies.
+func TestInFollowsTheClaimThroughShallowHistory(t *testing.T) {
+	bare := newRepo(t, []string{"aws", "gpu"},
+		lock{pool: "aws", name: "env-1", content: "one"},
+		lock{pool: "aws", name: "env-2", content: "two", claimed: true})
+	claim := testenv.Git(t, bare, "rev-parse", "main")
+	c := testenv.NewClone(t, fileURL(bare), "main")
+	for range 30 {
+		testenv.Git(t, c.Dir, "commit", "-q", "--allow-empty", "-m", "noise")
+	}
+	testenv.Git(t, c.Dir, "push", "-q", "origin", "HEAD:main")
+	noise := testenv.Git(t, bare, "rev-parse", "main")
+	t.Cleanup(func() { inDepth = 16 })
+	for _, depth := range []int{16, 1} {
+		inDepth = depth
+		dir := t.TempDir()
+		r, err := in(t, dir, src(fileURL(bare)), noise, nil)
+		if err != nil || r.Version.Ref != noise || r.lock() != "env-2" {
+			t.Fatalf("depth %d: in of a later commit about no pool: %+v %v", depth, r, err)
+		}
+		if ref, _ := os.ReadFile(filepath.Join(dir, "ref")); string(ref) != claim+"\n" {
+			t.Errorf("depth %d: ref %q, want the claim holding env-2", depth, ref)
+		}
+	}
+
+	c.Move(t, "aws/claimed/env-2", "aws/unclaimed/env-2", "unclaiming: env-2")
+	for _, depth := range []int{16, 1} {
+		inDepth = depth
+		for _, v := range []string{claim, noise} {
+			if r, err := in(t, t.TempDir(), src(fileURL(bare)), v, nil); err == nil || !strings.HasPrefix(err.Error(), notAcquired) {
+				t.Errorf("depth %d: in of %s after the release: %+v %v", depth, v, r, err)
+			}
+		}
+	}
+	c.Move(t, "aws/unclaimed/env-2", "aws/claimed/env-2", "claiming: env-2")
+	inDepth = 1
+	if _, err := in(t, t.TempDir(), src(fileURL(bare)), claim, nil); err == nil || !strings.Contains(err.Error(), "claimed again") {
+		t.Errorf("in of a claim taken over: %v", err)
 	}
 }
 

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,8 +23,8 @@ import (
 
 // source is the resource's `source:`: every field the upstream pool resource
 // accepts, the Pix4D fork's prometheus_push_gateway, and ours for reaping.
-// Unknown fields are ignored, as upstream ignores them; a known field of the wrong
-// type is an error.
+// Unknown fields are ignored, as upstream ignores them, with a warning (see
+// warnUnknown); a known field of the wrong type is an error.
 type source struct {
 	URI                   string       `json:"uri"`
 	Branch                string       `json:"branch"`
@@ -216,22 +218,30 @@ func typeError(v any) error {
 }
 
 // decode reads a request. Every error is one line naming the field.
-func decode(stdin io.Reader, req *request) error {
+// The source is also returned as it was written, for warnUnknown.
+func decode(stdin io.Reader, req *request) (raw rawRequest, err error) {
 	data, err := io.ReadAll(io.LimitReader(stdin, 16<<20))
 	if err != nil {
-		return fmt.Errorf("reading the request: %w", err)
+		return raw, fmt.Errorf("reading the request: %w", err)
 	}
 	if err := json.Unmarshal(data, req); err != nil {
-		return payloadError(err)
+		return raw, payloadError(err)
 	}
-	return nil
+	return raw, json.Unmarshal(data, &raw)
 }
 
-// decodeParams reads params into p (a struct of the script's params).
-func decodeParams(raw json.RawMessage, p any) error {
+// rawRequest is the part of a request kept as written.
+type rawRequest struct {
+	Source json.RawMessage `json:"source"`
+}
+
+// decodeParams reads params into p (a pointer to a struct of the script's params),
+// warning about keys p does not have.
+func (s *script) decodeParams(raw json.RawMessage, p any) error {
 	if len(raw) == 0 {
 		return nil
 	}
+	warnUnknown(s.log, "params", raw, reflect.TypeOf(p).Elem())
 	if err := json.Unmarshal(raw, p); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
@@ -240,6 +250,47 @@ func decodeParams(raw json.RawMessage, p any) error {
 		return payloadError(err)
 	}
 	return nil
+}
+
+// warnUnknown warns about every key of the JSON object raw that typ (a struct) has
+// no field for, naming the keys it has, and so on into nested objects and lists
+// of objects. Upstream ignores unknown keys, so they are no error; but a typo
+// (concourse_ulr) would otherwise silently turn a feature off.
+func warnUnknown(log io.Writer, where string, raw json.RawMessage, typ reflect.Type) {
+	for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+		if typ.Kind() == reflect.Slice {
+			var list []json.RawMessage
+			if json.Unmarshal(raw, &list) != nil {
+				return
+			}
+			for i, item := range list {
+				warnUnknown(log, fmt.Sprintf("%s[%d]", where, i), item, typ.Elem())
+			}
+			return
+		}
+		typ = typ.Elem()
+	}
+	var obj map[string]json.RawMessage
+	if typ.Kind() != reflect.Struct || json.Unmarshal(raw, &obj) != nil {
+		return // not an object: decoding says what is wrong
+	}
+	var known []string
+	fields := map[string]reflect.Type{}
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			known = append(known, name)
+			fields[name] = f.Type
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(obj)) {
+		t, ok := fields[key]
+		if !ok {
+			fmt.Fprintf(log, "warning: unknown %s key %q (known: %s); ignored\n", where, key, strings.Join(known, ", "))
+			continue
+		}
+		warnUnknown(log, where+"."+key, obj[key], t)
+	}
 }
 
 // expected says what a field must be, for error messages.

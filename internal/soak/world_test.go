@@ -316,7 +316,7 @@ func (w *world) judge(what string, r result) string {
 	case r.interrupted && r.code == -1 && strings.TrimSpace(r.stdout+r.stderr) == "":
 		// SIGTERM came before Go had installed the handler: the process did
 		// nothing (it printed nothing), and died of the signal, as any would.
-		line = "interrupted: killed by SIGTERM before it started"
+		line = "aborted: killed by SIGTERM before it started"
 	case r.code != 1:
 		w.violate("%s: exit status %d, want 0 or 1; stderr:\n%s", what, r.code, r.stderr)
 	case strings.TrimSpace(r.stdout) != "":
@@ -370,7 +370,7 @@ func (s *stats) errorSeen(what, line string) {
 func classify(line string) string {
 	l := strings.ToLower(line)
 	switch {
-	case strings.Contains(l, "interrupted") || strings.Contains(l, "stopped before pushing"):
+	case strings.HasPrefix(l, "aborted: "):
 		return "aborted by SIGTERM"
 	case strings.Contains(l, "connection refused") || strings.Contains(l, "connection reset") ||
 		strings.Contains(l, "hung up") || strings.Contains(l, "early eof") || strings.Contains(l, "broken pipe"):
