@@ -13,6 +13,7 @@ import (
 
 	"github.com/poolboy-ci/poolboy/internal/metrics"
 	"github.com/poolboy-ci/poolboy/internal/report"
+	"github.com/poolboy-ci/poolboy/internal/term"
 )
 
 // pushAfter returns the function status and clean defer to push the run's metrics
@@ -47,7 +48,7 @@ func (o *options) pushAfter(ctx context.Context, stderr io.Writer, start time.Ti
 		// (and its last success time) stay, as on the daemon's /metrics.
 		err := metrics.PushPool(context.WithoutCancel(ctx), o.pushURL, repo, reg, outcome == "success")
 		if err != nil {
-			fmt.Fprintf(stderr, "poolboy: warning: metrics not pushed: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+			fmt.Fprintf(stderr, "poolboy: warning: metrics not pushed: %s\n", term.Line(err.Error()))
 		}
 	}
 }

@@ -12,11 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/pool"
 )
 
 // source is the resource's `source:`: every field the upstream pool resource
@@ -335,11 +335,9 @@ func (s *source) check() []error {
 }
 
 // validPoolName accepts a top-level directory of the repository: poolboy's model
-// of a lock repository has pools at the top only.
+// of a lock repository has pools at the top only, named by the lock name rule.
 func validPoolName(name string) error {
-	bad := strings.ContainsRune(name, '/') || strings.HasPrefix(name, ".") ||
-		strings.ContainsFunc(name, unicode.IsControl)
-	if bad {
+	if pool.ValidName(name) != nil {
 		return fmt.Errorf("invalid payload: pool %q must be the name of a top-level directory of the repository", name)
 	}
 	return nil
