@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/poolboy-ci/poolboy/internal/metrics"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 	"github.com/poolboy-ci/poolboy/internal/report"
 	"github.com/poolboy-ci/poolboy/internal/term"
 )
@@ -93,8 +94,5 @@ func repoLabel(repo, password string) string {
 		u.User = nil
 		s = u.String()
 	}
-	if password != "" {
-		s = strings.ReplaceAll(s, password, "[redacted]")
-	}
-	return s
+	return redact.New(password).String(s)
 }

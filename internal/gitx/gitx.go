@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // ErrRejected means a push lost the race: the remote branch moved since the last fetch.
@@ -101,7 +103,7 @@ type Repo struct {
 	dir     string
 	branch  string
 	env     []string
-	secrets []string
+	red     *redact.Redactor
 	depth   int // history fetched so far, when shallow
 	cleanup []func()
 	log     *slog.Logger
@@ -123,7 +125,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	}
 	opts = moveURLPassword(opts)
 	r := &Repo{opts: opts, log: opts.Logger}
-	r.secrets = secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)
+	r.red = redact.New(secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)...)
 	if err := r.prepareAuth(); err != nil {
 		r.Close()
 		return nil, err

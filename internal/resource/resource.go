@@ -29,10 +29,10 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // Env looks up the process environment (the BUILD_* variables); os.LookupEnv fits.
@@ -95,20 +95,20 @@ func Out(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Wri
 type script struct {
 	src source
 	log io.Writer // stderr, secrets removed
-	red *redactor
+	red *redact.Redactor
 }
 
 // run decodes the request, runs body and removes every secret from its error. An
 // error caused by ctx ending (Concourse's SIGTERM) says so first: "git clone:
 // signal: killed" alone does not tell the user that the build was aborted.
 func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*script, *request) error) error {
-	red := &redactor{w: stderr}
-	s := &script{log: red, red: red}
+	red := redact.New()
+	s := &script{log: red.Writer(stderr), red: red}
 	var req request
 	err := decode(stdin, &req)
 	if err == nil {
 		s.src = req.Source
-		red.add(s.src.secrets()...)
+		red.Add(s.src.secrets()...)
 		err = body(s, &req)
 	}
 	if err == nil {
@@ -117,7 +117,7 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) && !strings.HasPrefix(err.Error(), "interrupted") {
 		err = fmt.Errorf("interrupted (%w): %w", context.Cause(ctx), err)
 	}
-	return &scriptError{msg: red.redact(err.Error()), err: err}
+	return &scriptError{msg: red.String(err.Error()), err: err}
 }
 
 // requireSource joins the source's problems with more (the params'), so one run
@@ -160,37 +160,3 @@ type scriptError struct {
 
 func (e *scriptError) Error() string { return e.msg }
 func (e *scriptError) Unwrap() error { return e.err }
-
-// redactor writes to w with every secret replaced. Each log line is written in one
-// call, so a secret is never split across writes.
-type redactor struct {
-	mu      sync.Mutex
-	w       io.Writer
-	secrets []string
-}
-
-func (r *redactor) add(secrets ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range secrets {
-		if s != "" {
-			r.secrets = append(r.secrets, s)
-		}
-	}
-}
-
-func (r *redactor) redact(s string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, "[redacted]")
-	}
-	return s
-}
-
-func (r *redactor) Write(p []byte) (int, error) {
-	if _, err := io.WriteString(r.w, r.redact(string(p))); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}

@@ -17,6 +17,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // source is the resource's `source:`: every field the upstream pool resource
@@ -391,20 +392,14 @@ func (s *source) secrets() []string {
 		urls = append(urls, t.URL)
 	}
 	if s.HTTPSTunnel != nil {
-		p := s.HTTPSTunnel.ProxyPassword
-		list = append(list, p, url.QueryEscape(p), url.PathEscape(p))
+		list = append(list, s.HTTPSTunnel.ProxyPassword)
 	}
 	for _, raw := range urls {
 		if u, err := url.Parse(raw); err == nil {
 			if pw, ok := u.User.Password(); ok && pw != "" {
-				list = append(list, pw, url.QueryEscape(pw), url.PathEscape(pw))
+				list = append(list, pw)
 			}
 		}
 	}
-	for _, l := range strings.Split(s.PrivateKey, "\n") {
-		if l = strings.TrimSpace(l); len(l) >= 8 && !strings.HasPrefix(l, "-----") {
-			list = append(list, l)
-		}
-	}
-	return list
+	return append(list, redact.KeyLines(s.PrivateKey)...)
 }
