@@ -64,11 +64,11 @@ func wholeRepoCases(t *testing.T) []hcase {
 	esc := "main/deploy\x1b]0;pwned\x07/test\x1b[2J\x1b[31m build 3 claiming: env-9"
 	cases := []wholeCase{
 		{name: "17 MiB claim message", ops: claim("env-9", "claiming: env-9\n\n"+big, ago(4))},
-		{name: "17 MiB message earlier in claimed history", ops: append([]fixture.Op{
+		{name: "17 MiB message earlier in claimed history", ops: []fixture.Op{
 			{Kind: fixture.Add, Pool: "aws", Lock: "env-9", Content: "x", At: ago(9)},
 			{Kind: fixture.Claim, Pool: "aws", Lock: "env-9", Message: "claiming: env-9\n\n" + big, At: ago(8)},
 			{Kind: fixture.Update, Pool: "aws", Lock: "env-9", Content: "y", Message: "updating: env-9\n\n" + big, At: ago(7)},
-		})},
+		}},
 		{name: "pool name starting with a control character", pools: []string{"\x01evil", "\x1b[31mred"},
 			ops: []fixture.Op{
 				{Kind: fixture.AddClaimed, Pool: "\x01evil", Lock: "x", At: ago(6)},
