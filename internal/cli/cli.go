@@ -21,6 +21,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
 	"github.com/poolboy-ci/poolboy/internal/report"
+	"github.com/poolboy-ci/poolboy/internal/term"
 )
 
 // Exit statuses.
@@ -46,7 +47,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "poolboy: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+	fmt.Fprintf(stderr, "poolboy: %s\n", term.Line(err.Error()))
 	var u usageError
 	if errors.As(err, &u) {
 		return ExitUsage

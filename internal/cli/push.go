@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/poolboy-ci/poolboy/internal/metrics"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 	"github.com/poolboy-ci/poolboy/internal/report"
+	"github.com/poolboy-ci/poolboy/internal/term"
 )
 
 // pushAfter returns the function status and clean defer to push the run's metrics
@@ -47,7 +49,7 @@ func (o *options) pushAfter(ctx context.Context, stderr io.Writer, start time.Ti
 		// (and its last success time) stay, as on the daemon's /metrics.
 		err := metrics.PushPool(context.WithoutCancel(ctx), o.pushURL, repo, reg, outcome == "success")
 		if err != nil {
-			fmt.Fprintf(stderr, "poolboy: warning: metrics not pushed: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+			fmt.Fprintf(stderr, "poolboy: warning: metrics not pushed: %s\n", term.Line(err.Error()))
 		}
 	}
 }
@@ -92,8 +94,5 @@ func repoLabel(repo, password string) string {
 		u.User = nil
 		s = u.String()
 	}
-	if password != "" {
-		s = strings.ReplaceAll(s, password, "[redacted]")
-	}
-	return s
+	return redact.New(password).String(s)
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/poolboy-ci/poolboy/internal/resource"
+	"github.com/poolboy-ci/poolboy/internal/term"
 )
 
 // Scripts are the names under which the binary acts as the pool resource:
@@ -22,7 +22,7 @@ var Scripts = []string{"check", "in", "out"}
 func Resource(ctx context.Context, script string, args []string, stdin io.Reader, stdout, stderr io.Writer, env Env) int {
 	err := runScript(ctx, script, args, stdin, stdout, stderr, resource.Env(env))
 	if err != nil {
-		fmt.Fprintf(stderr, "%s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		fmt.Fprintf(stderr, "%s\n", term.Line(err.Error()))
 		return ExitError
 	}
 	return ExitOK

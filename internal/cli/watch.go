@@ -61,7 +61,8 @@ func runWatch(ctx context.Context, cfg *watch.Config, verbose bool, stderr io.Wr
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	ln = watch.LimitListener(ln, watch.MaxConns)
+	srv := d.Server()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("watching", "repos", len(cfg.Repos), "interval", cfg.Interval, "listen", ln.Addr().String(), "cache_dir", cfg.CacheDir)

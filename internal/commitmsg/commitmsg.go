@@ -131,6 +131,10 @@ type Message struct {
 	Owner Owner
 }
 
+// maxPrefix bounds the build name before the operation keyword
+// ("team/pipeline/{vars}/job build N "): real ones are far shorter.
+const maxPrefix = 4 << 10
+
 // Parse never fails: anything it cannot read yields the zero parts (unknown owner, OpUnknown).
 func Parse(msg string) Message {
 	first, body, _ := strings.Cut(msg, "\n")
@@ -141,8 +145,10 @@ func Parse(msg string) Message {
 	found := false
 	// The keyword may also occur inside instance-vars JSON in the prefix, so
 	// take the leftmost keyword whose prefix reads as a known form, and fall
-	// back to the leftmost keyword at all (a human's "WIP claiming: x").
-	for i := 0; i < len(first); i++ {
+	// back to the leftmost keyword at all (a human's "WIP claiming: x"). Only
+	// keywords within maxPrefix bytes of the start are tried against their
+	// prefix, so a long line costs its length, not its length squared.
+	for i := 0; i < len(first) && !(found && i > maxPrefix); i++ {
 		if i > 0 && first[i-1] != ' ' {
 			continue
 		}
@@ -150,11 +156,13 @@ func Parse(msg string) Message {
 		if !ok {
 			continue
 		}
-		owner, ok := parsePrefix(first[:i])
 		if !found {
 			m.Op, m.Lock, found = op, lock, true
 		}
-		if ok {
+		if i > maxPrefix {
+			break
+		}
+		if owner, ok := parsePrefix(first[:i]); ok {
 			m.Op, m.Lock, prefixOwner = op, lock, owner
 			break
 		}

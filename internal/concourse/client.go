@@ -24,6 +24,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/poolboy-ci/poolboy/internal/backoff"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // DefaultRequestTimeout is the per-request timeout used when
@@ -722,13 +723,7 @@ func scrub(err error, secrets ...string) error {
 		err = ue.Err
 	}
 	msg := err.Error()
-	clean := msg
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			clean = strings.ReplaceAll(clean, s, "[redacted]")
-		}
-	}
-	clean = oneLine(clean)
+	clean := oneLine(redact.New(secrets...).String(msg))
 	if clean == msg {
 		return err
 	}

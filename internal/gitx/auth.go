@@ -8,8 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // askpass answers git's username and password prompts from the environment, so
@@ -144,39 +145,18 @@ func secretsOf(rawURL, proxy string, a Auth) []string {
 	for _, raw := range []string{rawURL, proxy} {
 		if u, err := url.Parse(raw); err == nil {
 			if pw, ok := u.User.Password(); ok && pw != "" {
-				s = append(s, pw, url.PathEscape(pw), url.QueryEscape(pw))
+				s = append(s, pw)
 			}
 		}
 	}
-	if a.PrivateKeyPassphrase != "" {
-		s = append(s, a.PrivateKeyPassphrase)
-	}
-	if a.Password != "" {
-		s = append(s, a.Password)
-	}
+	s = append(s, a.PrivateKeyPassphrase, a.Password)
 	// Any line of a key is secret, should git or ssh ever echo one.
-	for _, l := range strings.Split(string(a.PrivateKey), "\n") {
-		l = strings.TrimSpace(l)
-		if len(l) >= 8 && !strings.HasPrefix(l, "-----") {
-			s = append(s, l)
-		}
-	}
-	return s
+	return append(s, redact.KeyLines(string(a.PrivateKey))...)
 }
-
-// userinfo matches the password of "user:password@host", with or without a scheme
-// before it: git prints "scheme://user:password@host" in some errors and
-// "user:password@host" in others. ("git@host:path" has no colon before its "@".)
-var userinfo = regexp.MustCompile(`([^\s/@:'"]*):[^\s/@]+@`)
 
 // Redact removes every secret this Repo knows of from s, and passwords written
 // into URLs.
-func (r *Repo) Redact(s string) string {
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, "[redacted]")
-	}
-	return userinfo.ReplaceAllString(s, "${1}:[redacted]@")
-}
+func (r *Repo) Redact(s string) string { return r.red.String(s) }
 
 func (r *Repo) redactArgs(args []string) string {
 	return r.Redact(strings.Join(args, " "))
@@ -210,10 +190,7 @@ func (r *Repo) gitError(args []string, err error, stderr []byte) error {
 	if lostRefUpdate(msg) {
 		classes = append(classes, errLostRefUpdate)
 	}
-	if len(msg) > 400 {
-		msg = msg[:400] + "…"
-	}
-	return classify(fmt.Errorf("git %s: %s", args[0], r.Redact(msg)), classes...)
+	return classify(fmt.Errorf("git %s: %s", args[0], r.red.Clip(msg, 400)), classes...)
 }
 
 // unreachable says whether git's message is about reaching the remote (refused,

@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // ErrRejected means a push lost the race: the remote branch moved since the last fetch.
@@ -103,7 +105,7 @@ type Repo struct {
 	dir     string
 	branch  string
 	env     []string
-	secrets []string
+	red     *redact.Redactor
 	depth   int // history fetched so far, when shallow
 	cleanup []func()
 	log     *slog.Logger
@@ -124,8 +126,17 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	opts = moveURLPassword(opts)
+	if opts.CacheDir != "" {
+		// git runs in the clone, so a relative cache dir (a Concourse task's
+		// `caches:`) must be resolved against our working directory first.
+		abs, err := filepath.Abs(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("cache dir: %w", err)
+		}
+		opts.CacheDir = abs
+	}
 	r := &Repo{opts: opts, log: opts.Logger}
-	r.secrets = secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)
+	r.red = redact.New(secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)...)
 	if err := r.prepareAuth(); err != nil {
 		r.Close()
 		return nil, err
@@ -395,15 +406,25 @@ func (r *Repo) openClone(ctx context.Context) error {
 		r.cleanup = append(r.cleanup, func() { os.RemoveAll(tmp) })
 		return r.clone(ctx, filepath.Join(tmp, "repo.git"))
 	}
+	if err := os.MkdirAll(r.opts.CacheDir, 0o700); err != nil {
+		return fmt.Errorf("cache dir: %w", err)
+	}
+	if err := r.lockCache(ctx); err != nil {
+		return err
+	}
 	// One clone per remote and branch, so runs against different repos never mix.
 	sum := sha256.Sum256([]byte(r.opts.URL + "\x00" + r.opts.Branch))
 	dir := filepath.Join(r.opts.CacheDir, hex.EncodeToString(sum[:8])+".git")
 	if r.reuse(ctx, dir) {
-		_, err := r.Fetch(ctx)
-		return err
-	}
-	if err := os.MkdirAll(r.opts.CacheDir, 0o700); err != nil {
-		return fmt.Errorf("cache dir: %w", err)
+		moved, err := r.defaultMoved(ctx)
+		if err != nil {
+			return err
+		}
+		if !moved {
+			_, err = r.Fetch(ctx)
+			return err
+		}
+		r.dir = ""
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("cache dir: %w", err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/fixture"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 	"github.com/poolboy-ci/poolboy/internal/testenv"
 )
 
@@ -350,7 +351,7 @@ func TestIsLocalPath(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
-	r := &Repo{secrets: secretsOf("https://bob:url-pw-55@host/x", "", Auth{Password: "hunter2-xyz", PrivateKey: []byte("-----BEGIN-----\nAAAAsecretline\n-----END-----")})}
+	r := &Repo{red: redact.New(secretsOf("https://bob:url-pw-55@host/x", "", Auth{Password: "hunter2-xyz", PrivateKey: []byte("-----BEGIN-----\nAAAAsecretline\n-----END-----")})...)}
 	for in, want := range map[string]string{
 		"fatal: bad password hunter2-xyz":             "fatal: bad password [redacted]",
 		"https://bob:tok3n@example.com/locks.git":     "https://bob:[redacted]@example.com/locks.git",

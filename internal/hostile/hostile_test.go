@@ -664,6 +664,8 @@ func TestHostileInputCatalogue(t *testing.T) {
 		)
 	}
 
+	cases = append(cases, wholeRepoCases(t)...)
+
 	n := runCatalogue(t, cases)
 	t.Logf("cases: %d", n)
 	if n < 40 {

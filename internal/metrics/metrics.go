@@ -27,6 +27,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
+
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // Names the fork uses.
@@ -175,20 +177,7 @@ func (e *Error) Error() string { return e.msg }
 func (e *Error) Unwrap() error { return e.err }
 
 func newError(base, pass string, err error) error {
-	msg := err.Error()
-	if pass != "" {
-		msg = strings.ReplaceAll(msg, pass, "xxxxx")
-		if e := url.QueryEscape(pass); e != pass {
-			msg = strings.ReplaceAll(msg, e, "xxxxx")
-		}
-		if e := url.PathEscape(pass); e != pass {
-			msg = strings.ReplaceAll(msg, e, "xxxxx")
-		}
-	}
-	msg = strings.Join(strings.Fields(msg), " ") // a gateway's body may span lines
-	const max = 300
-	if len(msg) > max {
-		msg = msg[:max] + "…"
-	}
+	// A gateway's body may span lines: one line, secrets out, then short.
+	msg := redact.Truncate(strings.Join(strings.Fields(redact.New(pass).String(err.Error())), " "), 300)
 	return &Error{msg: fmt.Sprintf("metrics: push to %s: %s", base, msg), err: err}
 }

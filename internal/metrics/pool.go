@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/report"
+	"github.com/poolboy-ci/poolboy/internal/term"
 )
 
 // PoolMetrics are poolboy's own metric families (poolboy_*), shared by the watch
@@ -80,7 +80,7 @@ func (m *PoolMetrics) Observe(repo string, doc report.Doc) {
 
 // Reaped counts one lock freed in repo's pool by rule.
 func (m *PoolMetrics) Reaped(repo, pool, rule string) {
-	m.Reaps.WithLabelValues(repo, pool, rule).Inc()
+	m.Reaps.WithLabelValues(repo, term.Escape(pool), rule).Inc()
 }
 
 // CycleDone records one cycle (a daemon cycle, or a whole one-shot run) of repo
@@ -134,10 +134,17 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Lock()
 	defer c.m.mu.Unlock()
 	for repo, doc := range c.m.docs {
+		seen := map[string]bool{}
 		for _, p := range doc.Pools {
 			// Pool names come from the repository: one that is not UTF-8 must not
-			// fail the whole scrape.
-			pool := strings.ToValidUTF8(p.Name, "\uFFFD")
+			// fail the whole scrape, nor may two whose labels are the same (a
+			// duplicate series fails it too). Both are integrity problems, reported
+			// in the status; the first keeps the label.
+			pool := term.Escape(p.Name)
+			if seen[pool] {
+				continue
+			}
+			seen[pool] = true
 			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Claimed), repo, pool, "claimed")
 			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Unclaimed), repo, pool, "unclaimed")
 			ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, float64(p.Stale), repo, pool)
@@ -148,7 +155,7 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 				if l.ClaimedAt == nil {
 					continue
 				}
-				ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, now.Sub(*l.ClaimedAt).Seconds(), repo, pool, l.Name)
+				ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, now.Sub(*l.ClaimedAt).Seconds(), repo, pool, term.Escape(l.Name))
 			}
 		}
 	}

@@ -5,6 +5,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -135,7 +136,12 @@ func timeout(in Input, v Verdict, note string) Verdict {
 	age := in.Now.Sub(in.ClaimedAt)
 	if age < 0 {
 		// A claim from the future is a clock problem, not evidence of staleness.
-		v.State, v.Rule, v.Reason = Held, "clock-skew", note+"claimed "+Human(-age)+" in the future (clock skew?)"
+		ahead := in.ClaimedAt.Sub(in.Now)
+		when := Human(ahead)
+		if ahead == math.MaxInt64 { // Sub saturates past 292 years
+			when = "centuries (at " + in.ClaimedAt.UTC().Format(time.RFC3339) + ")"
+		}
+		v.State, v.Rule, v.Reason = Held, "clock-skew", note+"claimed "+when+" in the future (clock skew?)"
 		if in.Timeout <= 0 {
 			v.State = Unwatched
 		}
@@ -157,6 +163,9 @@ func timeout(in Input, v Verdict, note string) Verdict {
 func Human(d time.Duration) string {
 	if d < 0 {
 		d = -d
+		if d < 0 { // the most negative duration has no opposite
+			d = math.MaxInt64
+		}
 	}
 	s := int64(d / time.Second)
 	days, hours, mins := s/86400, s/3600%24, s/60%60

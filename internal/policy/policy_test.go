@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +144,8 @@ func TestDecideReasonWords(t *testing.T) {
 		{"stale", Input{Now: now, ClaimFound: true, ClaimedAt: now.Add(-3*time.Hour - 12*time.Minute), Timeout: time.Hour}, []string{"3h12m", "1h"}},
 		{"held", Input{Now: now, ClaimFound: true, ClaimedAt: now.Add(-10 * time.Minute), Timeout: time.Hour}, []string{"10m", "1h"}},
 		{"no timeout", Input{Now: now, ClaimFound: true, ClaimedAt: now.Add(-49 * time.Hour)}, []string{"2d1h", "no timeout"}},
+		{"claim dated 9999-12-31", Input{Now: now, ClaimFound: true, ClaimedAt: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), Timeout: time.Hour},
+			[]string{"claimed centuries (at 9999-12-31T00:00:00Z) in the future"}},
 		{"problem", Input{Now: now, ClaimFound: true, Problem: "lock is in both claimed/ and unclaimed/"}, []string{"both claimed/ and unclaimed/"}},
 	}
 	for _, tt := range tests {
@@ -177,6 +180,8 @@ func TestHuman(t *testing.T) {
 		{49*time.Hour + 30*time.Minute, "2d1h"},
 		{-90 * time.Second, "1m30s"},
 		{-3 * time.Hour, "3h"},
+		{math.MinInt64, "106751d23h"},
+		{math.MaxInt64, "106751d23h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.d.String(), func(t *testing.T) {

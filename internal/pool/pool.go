@@ -220,7 +220,11 @@ func sortLocks(ls []Lock) {
 }
 
 // ValidName reports why name cannot be a lock name: locks become file names and
-// parts of commit messages, so nothing that could escape either is allowed.
+// parts of commit messages, so nothing that could escape either is allowed ("a..b"
+// is fine: without '/' it cannot leave its directory). It is the one rule for
+// names found in a repository and names a put step gives. White
+// space at either end is refused because names read from files are trimmed: such
+// a lock could be claimed but never released by its name.
 func ValidName(name string) error {
 	switch {
 	case name == "":
@@ -233,11 +237,10 @@ func ValidName(name string) error {
 		return errors.New("lock name is not valid UTF-8")
 	case len(name) > 255:
 		return errors.New("lock name is longer than 255 bytes")
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return errors.New("lock name contains a control character")
-		}
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return errors.New("lock name contains a control character")
+	case strings.TrimSpace(name) != name:
+		return errors.New("lock name starts or ends with white space")
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
+	"github.com/poolboy-ci/poolboy/internal/term"
 )
 
 // Schema names the JSON document's version; fields are only ever added within it.
@@ -147,7 +148,10 @@ func JSON(w io.Writer, d Doc) error {
 
 // Text writes the document for people: a block per pool, a row per claimed lock.
 func Text(w io.Writer, d Doc) error {
-	fmt.Fprintf(w, "%s (branch %s at %s)\n", d.Repo, d.Branch, short(d.Commit))
+	// Everything but the numbers comes from the repository or from Concourse:
+	// escaped, so no control character reaches the terminal.
+	e := term.Escape
+	fmt.Fprintf(w, "%s (branch %s at %s)\n", e(d.Repo), e(d.Branch), e(short(d.Commit)))
 	if len(d.Pools) == 0 {
 		fmt.Fprintln(w, "\nno pools in this repository")
 	}
@@ -156,20 +160,20 @@ func Text(w io.Writer, d Doc) error {
 		if p.TimeoutSeconds != nil {
 			timeout = "timeout " + policy.Human(time.Duration(*p.TimeoutSeconds)*time.Second)
 		}
-		fmt.Fprintf(w, "\npool %s (%s): %d claimed, %d unclaimed, %d stale\n", p.Name, timeout, p.Claimed, p.Unclaimed, p.Stale)
+		fmt.Fprintf(w, "\npool %s (%s): %d claimed, %d unclaimed, %d stale\n", e(p.Name), timeout, p.Claimed, p.Unclaimed, p.Stale)
 		if len(p.Locks) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "  LOCK\tOWNER\tCLAIMED AT\tAGE\tBUILD\tVERDICT\tREASON")
 			for _, l := range p.Locks {
 				owner, at, age := "unknown", "-", "-"
 				if l.Owner != nil {
-					owner = l.Owner.Display
+					owner = e(l.Owner.Display)
 				}
 				if l.ClaimedAt != nil {
 					at = l.ClaimedAt.Format("2006-01-02 15:04 UTC")
 					age = policy.Human(time.Duration(l.AgeSeconds) * time.Second)
 				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Name, owner, at, age, buildColumn(l.Build), l.Verdict, l.Reason)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", e(l.Name), owner, at, age, e(buildColumn(l.Build)), e(l.Verdict), e(l.Reason))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -177,14 +181,14 @@ func Text(w io.Writer, d Doc) error {
 		}
 		for _, l := range p.Locks {
 			if l.Build != nil && l.Build.URL != "" {
-				fmt.Fprintf(w, "  %s: %s\n", l.Name, l.Build.URL)
+				fmt.Fprintf(w, "  %s: %s\n", e(l.Name), e(l.Build.URL))
 			}
 			if l.Warning != "" {
-				fmt.Fprintf(w, "  warning: %s: %s\n", l.Name, l.Warning)
+				fmt.Fprintf(w, "  warning: %s: %s\n", e(l.Name), e(l.Warning))
 			}
 		}
 		for _, pr := range p.Problems {
-			fmt.Fprintf(w, "  problem: %s\n", pr)
+			fmt.Fprintf(w, "  problem: %s\n", e(pr.String()))
 		}
 	}
 	if d.Clean != nil {
@@ -198,7 +202,7 @@ func Text(w io.Writer, d Doc) error {
 			if f.Commit != "" {
 				commit = " in " + short(f.Commit)
 			}
-			fmt.Fprintf(w, "%s %s/%s%s: %s\n", verb, f.Pool, f.Lock, commit, f.Reason)
+			fmt.Fprintf(w, "%s %s/%s%s: %s\n", verb, e(f.Pool), e(f.Lock), e(commit), e(f.Reason))
 		}
 		fmt.Fprintln(w, cleanSummary(d.Clean))
 	}

@@ -104,7 +104,7 @@ func claimedBy(ctx context.Context, repo *gitx.Repo, commit string) ([]string, e
 	}
 	var paths []string
 	for _, p := range strings.Split(string(out), "\x00") {
-		if parts := strings.Split(p, "/"); len(parts) == 3 && parts[1] == "claimed" && validLockName(parts[2]) == nil {
+		if parts := strings.Split(p, "/"); len(parts) == 3 && parts[1] == "claimed" && pool.ValidName(parts[2]) == nil {
 			paths = append(paths, p)
 		}
 	}

@@ -3,7 +3,6 @@ package resource
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -352,7 +351,7 @@ func (s *script) lockChanges(ctx context.Context, repo *gitx.Repo, commit string
 		f := strings.Fields(strings.TrimPrefix(string(rec[i]), ":"))
 		parts := strings.Split(string(rec[i+1]), "/")
 		if len(f) < 5 || len(parts) != 3 || parts[0] != s.src.Pool ||
-			(parts[1] != "claimed" && parts[1] != "unclaimed") || validLockName(parts[2]) != nil {
+			(parts[1] != "claimed" && parts[1] != "unclaimed") || pool.ValidName(parts[2]) != nil {
 			continue
 		}
 		c := &lockChange{name: parts[2], mode: f[1], blob: f[3]}
@@ -402,13 +401,4 @@ func (s *script) answer(ref, lock string) *answer {
 			{Name: "pool_name", Value: s.src.Pool},
 		},
 	}
-}
-
-// validLockName is pool.ValidName (no '/', no leading '.', no control character,
-// valid UTF-8) and no "..", for names read from files.
-func validLockName(name string) error {
-	if strings.Contains(name, "..") {
-		return errors.New("lock name contains '..'")
-	}
-	return pool.ValidName(name)
 }

@@ -153,7 +153,7 @@ func (o *outRun) prepare() error {
 	switch o.op {
 	case "claim":
 		o.step.name = strings.TrimSpace(p.Claim)
-		if err := validLockName(o.step.name); err != nil {
+		if err := pool.ValidName(o.step.name); err != nil {
 			return fmt.Errorf("params.claim: %q is not a lock name: %v", o.step.name, err)
 		}
 	case "release":
@@ -198,7 +198,7 @@ func readStep(dir, param, rel string, withMetadata bool) (step, error) {
 		return st, fmt.Errorf("could not read the name file of your lock %q: %s", path.Join(rel, "name"), oneLine(err.Error()))
 	}
 	st.name = strings.TrimSpace(string(name))
-	if err := validLockName(st.name); err != nil {
+	if err := pool.ValidName(st.name); err != nil {
 		return st, fmt.Errorf("%s/name: %q is not a lock name: %v", rel, st.name, err)
 	}
 	if withMetadata {

@@ -339,7 +339,6 @@ func TestLockNamesAreValidated(t *testing.T) {
 
 	dir := t.TempDir()
 	writeStep(t, dir, "dots", map[string]string{"name": "..", "metadata": "x"})
-	writeStep(t, dir, "dots2", map[string]string{"name": "a..b", "metadata": "x"})
 	writeStep(t, dir, "control", map[string]string{"name": "env\x1b[31m", "metadata": "x"})
 	writeStep(t, dir, "slash", map[string]string{"name": "claimed/env-2", "metadata": "x"})
 	writeStep(t, dir, "link", map[string]string{"name": "link", "metadata": "x"})
@@ -352,8 +351,7 @@ func TestLockNamesAreValidated(t *testing.T) {
 		params map[string]any
 		want   string
 	}{
-		{map[string]any{"add": "dots"}, `".." is not a lock name: lock name contains '..'`},
-		{map[string]any{"add": "dots2"}, `lock name contains '..'`},
+		{map[string]any{"add": "dots"}, `".." is not a lock name: lock name starts with '.'`},
 		{map[string]any{"add": "control"}, `"env\x1b[31m" is not a lock name: lock name contains a control character`},
 		{map[string]any{"release": "slash"}, `lock name contains '/'`},
 		{map[string]any{"claim": "../x"}, `params.claim: "../x" is not a lock name`},

@@ -29,11 +29,10 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // Env looks up the process environment (the BUILD_* variables); os.LookupEnv fits.
@@ -97,19 +96,19 @@ func Out(ctx context.Context, dir string, stdin io.Reader, stdout, stderr io.Wri
 type script struct {
 	src source
 	log io.Writer // stderr, secrets removed
-	red *redactor
+	red *redact.Redactor
 }
 
 // run decodes the request, runs body and removes every secret from its error. An
 // error once ctx has ended (Concourse's SIGTERM) is an abortedError.
 func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*script, *request) error) error {
-	red := &redactor{w: stderr}
-	s := &script{log: red, red: red}
+	red := redact.New()
+	s := &script{log: red.Writer(stderr), red: red}
 	var req request
 	raw, err := decode(stdin, &req)
 	if err == nil {
 		s.src = req.Source
-		red.add(s.src.secrets()...)
+		red.Add(s.src.secrets()...)
 		warnUnknown(s.log, "source", raw.Source, reflect.TypeFor[source]())
 		err = body(s, &req)
 	}
@@ -120,7 +119,7 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	if ctx.Err() != nil && !errors.As(err, &ab) {
 		err = &abortedError{what: "the step was stopped before it finished", cause: context.Cause(ctx), err: err}
 	}
-	return &scriptError{msg: red.redact(err.Error()), err: err}
+	return &scriptError{msg: red.String(err.Error()), err: err}
 }
 
 // abortedError is how a step Concourse stopped (SIGTERM or SIGINT: ctx ended)
@@ -186,37 +185,3 @@ type scriptError struct {
 
 func (e *scriptError) Error() string { return e.msg }
 func (e *scriptError) Unwrap() error { return e.err }
-
-// redactor writes to w with every secret replaced. Each log line is written in one
-// call, so a secret is never split across writes.
-type redactor struct {
-	mu      sync.Mutex
-	w       io.Writer
-	secrets []string
-}
-
-func (r *redactor) add(secrets ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range secrets {
-		if s != "" {
-			r.secrets = append(r.secrets, s)
-		}
-	}
-}
-
-func (r *redactor) redact(s string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, "[redacted]")
-	}
-	return s
-}
-
-func (r *redactor) Write(p []byte) (int, error) {
-	if _, err := io.WriteString(r.w, r.redact(string(p))); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}

@@ -14,11 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/pool"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // source is the resource's `source:`: every field the upstream pool resource
@@ -386,11 +387,9 @@ func (s *source) check() []error {
 }
 
 // validPoolName accepts a top-level directory of the repository: poolboy's model
-// of a lock repository has pools at the top only.
+// of a lock repository has pools at the top only, named by the lock name rule.
 func validPoolName(name string) error {
-	bad := strings.ContainsRune(name, '/') || strings.HasPrefix(name, ".") ||
-		strings.ContainsFunc(name, unicode.IsControl)
-	if bad {
+	if pool.ValidName(name) != nil {
 		return fmt.Errorf("invalid payload: pool %q must be the name of a top-level directory of the repository", name)
 	}
 	return nil
@@ -444,20 +443,14 @@ func (s *source) secrets() []string {
 		urls = append(urls, t.URL)
 	}
 	if s.HTTPSTunnel != nil {
-		p := s.HTTPSTunnel.ProxyPassword
-		list = append(list, p, url.QueryEscape(p), url.PathEscape(p))
+		list = append(list, s.HTTPSTunnel.ProxyPassword)
 	}
 	for _, raw := range urls {
 		if u, err := url.Parse(raw); err == nil {
 			if pw, ok := u.User.Password(); ok && pw != "" {
-				list = append(list, pw, url.QueryEscape(pw), url.PathEscape(pw))
+				list = append(list, pw)
 			}
 		}
 	}
-	for _, l := range strings.Split(s.PrivateKey, "\n") {
-		if l = strings.TrimSpace(l); len(l) >= 8 && !strings.HasPrefix(l, "-----") {
-			list = append(list, l)
-		}
-	}
-	return list
+	return append(list, redact.KeyLines(s.PrivateKey)...)
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// none: the timeouts decide alone.
 	Concourse []concourse.Target
 	Repos     []Repo
+	// ReadToken, when set, is required to read the status page, /api/pools and
+	// /metrics (Authorization: Bearer, or ?token= for a browser).
+	ReadToken []byte
 	// SecretEnv names the environment variables secrets were read from, so the
 	// caller can remove them from the environment git inherits.
 	SecretEnv []string
@@ -91,6 +94,8 @@ type rawConfig struct {
 	Concourse        *rawConcourse  `yaml:"concourse"`
 	ConcourseTargets []rawConcourse `yaml:"concourse_targets"`
 	Repos            []rawRepo      `yaml:"repos"`
+	ReadTokenEnv     string         `yaml:"read_token_env"`
+	ReadTokenFile    string         `yaml:"read_token_file"`
 }
 
 type rawConcourse struct {
@@ -124,7 +129,7 @@ type rawRepo struct {
 // inlineSecrets are keys that would put a secret in the file itself.
 var inlineSecrets = map[string]bool{
 	"password": true, "token": true, "private_key": true, "webhook_secret": true,
-	"secret": true, "private_key_passphrase": true,
+	"secret": true, "private_key_passphrase": true, "read_token": true,
 }
 
 var repoName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -292,6 +297,13 @@ func (l *loader) parse(data []byte) (*Config, error) {
 		}
 		cfg.Interval = d
 	}
+	token, err := l.secret("", "read_token", raw.ReadTokenEnv, raw.ReadTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		cfg.ReadToken = []byte(token)
+	}
 	if cfg.CacheDir == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {
@@ -438,25 +450,28 @@ func (l *loader) concourse(path string, rc *rawConcourse) (concourse.Target, err
 
 // secret reads key_env or key_file under path; "" when neither is given.
 func (l *loader) secret(path, key, envName, file string) (string, error) {
+	if path != "" {
+		path += "."
+	}
 	switch {
 	case envName != "" && file != "":
-		return "", l.errf(path+"."+key+"_file", "give %s_env or %s_file, not both", key, key)
+		return "", l.errf(path+key+"_file", "give %s_env or %s_file, not both", key, key)
 	case envName != "":
 		v, ok := l.env(envName)
 		v = strings.TrimSuffix(strings.TrimSuffix(v, "\n"), "\r")
 		if !ok || v == "" {
-			return "", l.errf(path+"."+key+"_env", "environment variable %s is not set or empty", envName)
+			return "", l.errf(path+key+"_env", "environment variable %s is not set or empty", envName)
 		}
 		l.used = append(l.used, envName)
 		return v, nil
 	case file != "":
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return "", l.errf(path+"."+key+"_file", "%v", err)
+			return "", l.errf(path+key+"_file", "%v", err)
 		}
 		v := strings.TrimRight(string(data), "\r\n")
 		if v == "" {
-			return "", l.errf(path+"."+key+"_file", "%s is empty", file)
+			return "", l.errf(path+key+"_file", "%s is empty", file)
 		}
 		return v, nil
 	}

@@ -145,3 +145,30 @@ func TestSecretsFromFilesAndDefaults(t *testing.T) {
 		t.Errorf("defaults: %+v", cfg)
 	}
 }
+
+func TestReadTokenConfig(t *testing.T) {
+	base := "cache_dir: /tmp/x\nrepos: [{name: a, uri: /x}]\n"
+	cfg, err := Parse("watch.yaml", []byte("read_token_env: READ_TOKEN\n"+base), fakeEnv(map[string]string{"READ_TOKEN": "tok-123\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(cfg.ReadToken) != "tok-123" || !strings.Contains(strings.Join(cfg.SecretEnv, ","), "READ_TOKEN") {
+		t.Errorf("ReadToken %q, SecretEnv %v", cfg.ReadToken, cfg.SecretEnv)
+	}
+	if cfg, err := Parse("watch.yaml", []byte(base), fakeEnv(nil)); err != nil || cfg.ReadToken != nil {
+		t.Errorf("no read token configured: %q, %v", cfg.ReadToken, err)
+	}
+	for yaml, want := range map[string]string{
+		"read_token_env: NOPE\n" + base:          "watch.yaml:1: read_token_env: environment variable NOPE is not set or empty",
+		"read_token: hunter2\n" + base:           "watch.yaml:1: read_token: secrets are never written in the config",
+		"read_token_file: /nonexistent\n" + base: "watch.yaml:1: read_token_file: open /nonexistent",
+	} {
+		_, err := Parse("watch.yaml", []byte(yaml), fakeEnv(nil))
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", yaml, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error shows the inline token: %v", err)
+		}
+	}
+}

@@ -24,7 +24,9 @@ const APISchema = "poolboy.watch/v1"
 // maxWebhookBody bounds a webhook payload (push payloads are far smaller).
 const maxWebhookBody = 1 << 20
 
-// Handler serves /healthz, /readyz, /metrics, /api/pools and /webhook/NAME.
+// Handler serves /healthz, /readyz, /metrics, /api/pools and /webhook/NAME. With a
+// read token, the page, /api/pools and /metrics need it; the probes and the
+// webhooks (signed by their own secret) do not.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -44,9 +46,9 @@ func (d *Daemon) Handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready"+note)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{Registry: d.metrics.reg}))
-	mux.HandleFunc("GET /api/pools", d.servePools)
-	mux.HandleFunc("GET /{$}", d.servePage)
+	mux.Handle("GET /metrics", d.readable(promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{Registry: d.metrics.reg})))
+	mux.Handle("GET /api/pools", d.readable(http.HandlerFunc(d.servePools)))
+	mux.Handle("GET /{$}", d.readable(http.HandlerFunc(d.servePage)))
 	mux.HandleFunc("POST /webhook/{repo}", d.serveWebhook)
 	return mux
 }

@@ -1,0 +1,103 @@
+package redact
+
+import (
+	"bytes"
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestString(t *testing.T) {
+	tests := []struct {
+		name    string
+		secrets []string
+		in      string
+		want    string
+	}{
+		{"nothing to hide", nil, "git fetch: done", "git fetch: done"},
+		{"long secret anywhere", []string{"s3cr3t-token"}, "auth xs3cr3t-tokenx failed", "auth x[redacted]x failed"},
+		{"short secret as a word", []string{"abc"}, "password abc refused", "password [redacted] refused"},
+		{"short secret inside words is kept", []string{"abc"}, "abcde xabc cabcd", "abcde xabc cabcd"},
+		{"short secret at the edges", []string{"abc"}, "abc", "[redacted]"},
+		{"short secret between punctuation", []string{"pw"}, `"pw" (pw)`, `"[redacted]" ([redacted])`},
+		{"short secret next to a word and not", []string{"ab"}, "ab abx ab", "[redacted] abx [redacted]"},
+		{"short secret in a UTF-8 word is kept", []string{"lé"}, "éléphant lé", "éléphant [redacted]"},
+		{"overlapping short secret", []string{"aa"}, "aaa aa", "aaa [redacted]"},
+		{"URL-escaped secret", []string{"p@ss w/rd!x"}, "https://h/?pw=" + url.QueryEscape("p@ss w/rd!x") + " and " + url.PathEscape("p@ss w/rd!x"), "https://h/?pw=[redacted] and [redacted]"},
+		{"longest first", []string{"secret-1", "secret-12345"}, "secret-12345", "[redacted]"},
+		{"URL password without a known secret", nil, "fatal: unable to access 'https://bot:hunter2@git.example.com/x'", "fatal: unable to access 'https://bot:[redacted]@git.example.com/x'"},
+		{"user:password@host without a scheme", nil, "bot:hunter2@git.example.com", "bot:[redacted]@git.example.com"},
+		{"ssh address is no password", nil, "git@github.com:acme/locks.git", "git@github.com:acme/locks.git"},
+		{"empty secret ignored", []string{""}, "text", "text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := New(tt.secrets...).String(tt.in); got != tt.want {
+				t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNilRedactorRemovesURLPasswords(t *testing.T) {
+	var r *Redactor
+	if got := r.String("https://u:pw@h"); got != "https://u:[redacted]@h" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestClipRedactsBeforeTruncating(t *testing.T) {
+	secret := "0123456789-canary"
+	msg := strings.Repeat("x", 95) + secret + " tail"
+	got := New(secret).Clip(msg, 100)
+	if strings.Contains(got, "01234") {
+		t.Errorf("Clip leaked the start of a secret cut by the limit: %q", got)
+	}
+	if !strings.HasPrefix(got, strings.Repeat("x", 95)+"[re") || !strings.HasSuffix(got, "…") {
+		t.Errorf("Clip = %q", got)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	tests := []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"0123456789abc", 10, "0123456789…"},
+		{"aé", 2, "a…"},  // é is 2 bytes: not split
+		{"日本語", 4, "日…"}, // 3-byte characters
+		{"日本語", 6, "日本…"},
+		{"😀x", 3, "…"},
+	}
+	for _, tt := range tests {
+		got := Truncate(tt.in, tt.max)
+		if got != tt.want || !utf8.ValidString(got) {
+			t.Errorf("Truncate(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+		}
+	}
+}
+
+func TestWriter(t *testing.T) {
+	var buf bytes.Buffer
+	r := New()
+	w := r.Writer(&buf)
+	r.Add("late-added-secret") // secrets known after the writer was made count too
+	if n, err := w.Write([]byte("using late-added-secret\n")); err != nil || n != len("using late-added-secret\n") {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if got := buf.String(); got != "using [redacted]\n" {
+		t.Errorf("wrote %q", got)
+	}
+}
+
+func TestKeyLines(t *testing.T) {
+	key := "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n  QyNTUxOQAAACD  \nshort\n-----END OPENSSH PRIVATE KEY-----\n"
+	got := KeyLines(key)
+	if len(got) != 2 || got[0] != "b3BlbnNzaC1rZXktdjEAAAAA" || got[1] != "QyNTUxOQAAACD" {
+		t.Errorf("KeyLines = %q", got)
+	}
+}
