@@ -104,8 +104,22 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// `poolboy reap --repo X`: the mistake is the command, not the flag (which only
+	// some commands have).
+	root.FParseErrWhitelist.UnknownFlags = true
 
 	f := root.PersistentFlags()
+	f.BoolVar(&o.verbose, "verbose", false, "log every git command and decision to stderr")
+	annotate(f, "verbose", "POOLBOY_VERBOSE")
+
+	root.AddCommand(o.repoFlags(statusCmd(o)), o.repoFlags(cleanCmd(o)), demoCmd(), resourceCmd(env), watchCmd(o))
+	return root
+}
+
+// repoFlags gives cmd the flags of a run against one repository (status, clean):
+// the watch daemon takes all of these from its config file instead.
+func (o *options) repoFlags(cmd *cobra.Command) *cobra.Command {
+	f := cmd.Flags()
 	flag(f, &o.repo, "repo", "", "lock repository: a git URL (ssh, https, git, file://) or a local path", "POOL_REPO")
 	flag(f, &o.branch, "branch", "", "branch holding the pools (default: the remote's default branch)", "POOL_BRANCH")
 	flag(f, &o.pools, "pools", "", "pools and their stale timeouts: name:timeout,... (bare number = minutes, or a duration like 90m)", "POOLS")
@@ -114,8 +128,6 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	flag(f, &o.keyFile, "private-key-file", "", "SSH private key file (or put the key itself in POOL_REPO_SSH_PRIVATE_KEY)", "POOL_REPO_SSH_PRIVATE_KEY_FILE")
 	flag(f, &o.output, "output", "text", "output format: text or json", "POOLBOY_OUTPUT")
 	flag(f, &o.cacheDir, "cache-dir", "", "keep the local clone here and reuse it next run (default: a temporary clone)", "POOLBOY_CACHE_DIR")
-	f.BoolVar(&o.verbose, "verbose", false, "log every git command and decision to stderr")
-	annotate(f, "verbose", "POOLBOY_VERBOSE")
 	f.IntVar(&o.depth, "depth", 256, "commits of history the first clone of a network remote fetches; more are fetched as needed (0 = all)")
 	annotate(f, "depth", "POOLBOY_DEPTH")
 
@@ -130,9 +142,7 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	flag(f, &o.ccCACert, "concourse-ca-cert", "", "PEM file of a CA to trust for Concourse, on top of the system's", "CONCOURSE_CA_CERT")
 	flag(f, &o.pushURL, "pushgateway-url", "", "after the run, push its metrics (the watch daemon's poolboy_* families) to this Prometheus Pushgateway, job poolboy, grouping key repo; user:password@ in it is sent as basic auth", "POOLBOY_PUSHGATEWAY_URL")
 	flag(f, &o.reapSucceeded, "reap-on-success", "", "pools (comma-separated, from --pools) whose locks are freed as soon as their build succeeded, for jobs that never pass locks on", "POOLBOY_REAP_ON_SUCCESS")
-
-	root.AddCommand(statusCmd(o), cleanCmd(o), demoCmd(), resourceCmd(env), watchCmd(o))
-	return root
+	return cmd
 }
 
 func flag(f *pflag.FlagSet, p *string, name, value, usage string, env ...string) {
@@ -201,6 +211,7 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 		return nil, cfg, usageError{fmt.Errorf("--branch %q must not start with '-'", o.branch)}
 	}
 	key, _ := o.env("POOL_REPO_SSH_PRIVATE_KEY")
+	passphrase, _ := o.env("POOL_REPO_SSH_PRIVATE_KEY_PASSPHRASE")
 	if o.keyFile != "" {
 		if key != "" {
 			return nil, cfg, usageError{errors.New("give the SSH key either with --private-key-file or in POOL_REPO_SSH_PRIVATE_KEY, not both")}
@@ -230,7 +241,7 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 			URL:    o.repo,
 			Branch: o.branch,
 			Auth: gitx.Auth{Username: o.username, Password: o.password,
-				PrivateKey: []byte(key), PrivateKeyFile: o.keyFile},
+				PrivateKey: []byte(key), PrivateKeyFile: o.keyFile, PrivateKeyPassphrase: passphrase},
 			CacheDir: o.cacheDir,
 			Depth:    o.depth,
 			Logger:   log,

@@ -52,6 +52,29 @@ func TestWatchBadConfigExits2WithFileLineReason(t *testing.T) {
 	}
 }
 
+// watch takes everything from its config file: the flags of status and clean are
+// not its flags, and their variables (a bad POOLBOY_DEPTH, POOLS) are not its concern.
+func TestWatchHasNoRepositoryFlags(t *testing.T) {
+	help := run(t, nil, "watch", "--help")
+	for _, f := range []string{"--repo", "--pools", "--depth", "--concourse-url", "--output"} {
+		if strings.Contains(help.stdout, f) {
+			t.Errorf("watch --help offers %s:\n%s", f, help.stdout)
+		}
+	}
+	if res := run(t, nil, "watch", "--repo", "/x"); res.code != cli.ExitUsage || !strings.Contains(res.stderr, "unknown flag: --repo") {
+		t.Errorf("watch --repo: %s", res)
+	}
+	path := writeConfig(t, "interval: never\nrepos: [{name: a, uri: /x}]\n")
+	res := run(t, map[string]string{"POOLBOY_DEPTH": "deep", "POOLS": "aws:soon"}, "watch", "--config", path)
+	if !strings.Contains(res.stderr, path+":1: interval") {
+		t.Errorf("watch judged status's variables instead of its config: %s", res)
+	}
+	if status := run(t, map[string]string{"POOLBOY_DEPTH": "deep"}, "status", "--repo", "/x"); status.code != cli.ExitUsage ||
+		!strings.Contains(status.stderr, "POOLBOY_DEPTH") {
+		t.Errorf("status with a bad POOLBOY_DEPTH: %s", status)
+	}
+}
+
 // syncBuffer is stderr written by the daemon while the test reads it.
 type syncBuffer struct {
 	mu sync.Mutex

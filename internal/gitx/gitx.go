@@ -377,7 +377,7 @@ func childEnv() []string {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "POOL_REPO_PASSWORD", "POOL_REPO_SSH_PRIVATE_KEY", "CONCOURSE_PASSWORD", "CONCOURSE_TOKEN",
+		case "POOL_REPO_PASSWORD", "POOL_REPO_SSH_PRIVATE_KEY", "POOL_REPO_SSH_PRIVATE_KEY_PASSPHRASE", "CONCOURSE_PASSWORD", "CONCOURSE_TOKEN",
 			"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LC_ALL", "LANG", "LANGUAGE",
 			"GIT_CONFIG_COUNT", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE":
 			continue

@@ -120,16 +120,20 @@ type rawRepo struct {
 	PasswordFile      string            `yaml:"password_file"`
 	PrivateKeyEnv     string            `yaml:"private_key_env"`
 	PrivateKeyFile    string            `yaml:"private_key_file"`
+	PassphraseEnv     string            `yaml:"private_key_passphrase_env"`
+	PassphraseFile    string            `yaml:"private_key_passphrase_file"`
 	Pools             map[string]string `yaml:"pools"`
 	ReapOnSuccess     []string          `yaml:"reap_on_success"`
 	WebhookSecretEnv  string            `yaml:"webhook_secret_env"`
 	WebhookSecretFile string            `yaml:"webhook_secret_file"`
 }
 
-// inlineSecrets are keys that would put a secret in the file itself.
-var inlineSecrets = map[string]bool{
-	"password": true, "token": true, "private_key": true, "webhook_secret": true,
-	"secret": true, "private_key_passphrase": true, "read_token": true,
+// inlineSecrets are keys that would put a secret in the file itself, and the keys
+// that take it instead.
+var inlineSecrets = map[string]string{
+	"password": "password", "token": "token", "private_key": "private_key",
+	"webhook_secret": "webhook_secret", "secret": "webhook_secret",
+	"private_key_passphrase": "private_key_passphrase", "read_token": "read_token",
 }
 
 var repoName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -243,10 +247,10 @@ func (l *loader) walk(n *yaml.Node, path string) error {
 				return &ConfigError{File: l.file, Line: k.Line, Msg: fmt.Sprintf("%s: %s given twice (first at line %d)", p, what, first)}
 			}
 			seen[k.Value] = k.Line
-			if inlineSecrets[k.Value] && !strings.HasSuffix(path, ".pools") {
+			if key := inlineSecrets[k.Value]; key != "" && !strings.HasSuffix(path, ".pools") {
 				return &ConfigError{File: l.file, Line: k.Line, Msg: fmt.Sprintf(
 					"%s: secrets are never written in the config: give %s_env (the name of an environment variable holding it) or %s_file (a file holding it)",
-					p, k.Value, k.Value)}
+					p, key, key)}
 			}
 			l.lines[p] = k.Line
 			if err := l.walk(v, p); err != nil {
@@ -404,6 +408,9 @@ func (l *loader) repo(path string, rr rawRepo) (Repo, error) {
 			return r, l.errf(path+".private_key_file", "%v", err)
 		}
 		r.Auth.PrivateKeyFile = rr.PrivateKeyFile
+	}
+	if r.Auth.PrivateKeyPassphrase, err = l.secret(path, "private_key_passphrase", rr.PassphraseEnv, rr.PassphraseFile); err != nil {
+		return r, err
 	}
 	hook, err := l.secret(path, "webhook_secret", rr.WebhookSecretEnv, rr.WebhookSecretFile)
 	if err != nil {

@@ -48,6 +48,10 @@ func TestBadConfigsNameFileLineAndReason(t *testing.T) {
 			`watch.yaml:3: concourse.token: secrets are never written in the config`},
 		{"inline webhook secret", "repos:\n  - name: a\n    uri: /x\n    webhook_secret: abc\n",
 			`watch.yaml:4: repos[0].webhook_secret: secrets are never written`},
+		{"inline passphrase names the key that takes it", "repos:\n  - name: a\n    uri: /x\n    private_key_passphrase: abc\n",
+			`watch.yaml:4: repos[0].private_key_passphrase: secrets are never written in the config: give private_key_passphrase_env (`},
+		{"inline secret names the key that takes it", "repos:\n  - name: a\n    uri: /x\n    secret: abc\n",
+			`watch.yaml:4: repos[0].secret: secrets are never written in the config: give webhook_secret_env (`},
 		{"unset secret env", "repos:\n  - name: a\n    uri: /x\n    username: bot\n    password_env: NOPE\n",
 			`watch.yaml:5: repos[0].password_env: environment variable NOPE is not set`},
 		{"both env and file", "repos:\n  - name: a\n    uri: /x\n    password_env: LOCKS_PASSWORD\n    password_file: /p\n",
@@ -132,13 +136,13 @@ func TestSecretsFromFilesAndDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	y := "repos:\n  - name: a\n    uri: https://git.example.com/l.git\n    username: bot\n    password_file: " + pw +
-		"\n    webhook_secret_file: " + pw + "\n"
+		"\n    webhook_secret_file: " + pw + "\n    private_key_passphrase_file: " + pw + "\n"
 	cfg, err := Parse("w.yaml", []byte(y), fakeEnv(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := cfg.Repos[0]
-	if r.Auth.Password != "s3cret" || string(r.WebhookSecret) != "s3cret" {
+	if r.Auth.Password != "s3cret" || string(r.WebhookSecret) != "s3cret" || r.Auth.PrivateKeyPassphrase != "s3cret" {
 		t.Errorf("secrets from files: %+v", r)
 	}
 	if cfg.Listen != DefaultListen || cfg.Interval != DefaultInterval || cfg.CacheDir == "" || cfg.Concourse != nil {
