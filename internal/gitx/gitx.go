@@ -125,6 +125,9 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := passwordOnCommandLine(opts.URL); err != nil {
+		return nil, err
+	}
 	opts = moveURLPassword(opts)
 	if opts.CacheDir != "" {
 		// git runs in the clone, so a relative cache dir (a Concourse task's
@@ -515,6 +518,26 @@ func moveURLPassword(opts Options) Options {
 	u.User = url.User(u.User.Username())
 	opts.URL = u.String()
 	return opts
+}
+
+// passwordOnCommandLine refuses a URL whose password only a command line could
+// carry: git passes ssh:// and scp-like URLs to ssh as arguments (ssh takes no
+// password from them anyway), and git://, file:// and local paths have no use for
+// one. Only http(s) passwords can be moved out of the URL (moveURLPassword).
+func passwordOnCommandLine(raw string) error {
+	const why = "a password in a %s URL would reach a command line: use an SSH key, or an https URL with --password/POOL_REPO_PASSWORD"
+	if u, err := url.Parse(raw); err == nil && strings.Contains(raw, "://") {
+		if _, ok := u.User.Password(); ok && u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf(why, u.Scheme+"://")
+		}
+		return nil
+	}
+	// scp-like user:password@host:path: a colon before the @, and the host's after it.
+	if at := strings.Index(raw, "@"); at > 0 && !isLocalPath(raw) && strings.Contains(raw[:at], ":") &&
+		strings.Contains(raw[at:], ":") {
+		return fmt.Errorf(why, "user@host:path")
+	}
+	return nil
 }
 
 // isLocalPath tells a path on this machine from a URL, the way git does: anything

@@ -587,3 +587,26 @@ func TestCancelledCommandsSayWhy(t *testing.T) {
 		t.Errorf("Fetch after cancel: %v, want an error wrapping context.Canceled", err)
 	}
 }
+
+// No URL form may put a password on a command line: git hands ssh:// and scp-like
+// URLs to ssh as arguments, and git://, file:// have no use for one. Such URLs are
+// refused before anything runs, without the password in the error.
+func TestPasswordsThatWouldReachACommandLineAreRefused(t *testing.T) {
+	const pw = "canary-url-pw-7c1e"
+	for _, u := range []string{
+		"ssh://bot:" + pw + "@git.example.com/locks.git",
+		"bot:" + pw + "@git.example.com:acme/locks.git",
+		"git://bot:" + pw + "@git.example.com/locks.git",
+		"file://bot:" + pw + "@/srv/locks.git",
+	} {
+		_, err := Open(context.Background(), Options{URL: u})
+		if err == nil || !strings.Contains(err.Error(), "would reach a command line") || strings.Contains(err.Error(), pw) {
+			t.Errorf("Open(%s): %v", strings.ReplaceAll(u, pw, "PW"), err)
+		}
+	}
+	for _, u := range []string{"git@git.example.com:acme/locks.git", "ssh://git@git.example.com/locks.git", "/srv/l@cks:x"} {
+		if err := passwordOnCommandLine(u); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
