@@ -105,7 +105,7 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	red := &redactor{w: stderr}
 	s := &script{log: red, red: red}
 	var req request
-	err := decode(stdin, &req)
+	err := decode(ctx, stdin, &req)
 	if err == nil {
 		s.src = req.Source
 		red.add(s.src.secrets()...)
