@@ -41,16 +41,21 @@ import (
 const (
 	DefaultListen   = "127.0.0.1:9090"
 	DefaultInterval = time.Minute
+	// DefaultCycleTimeout bounds one cycle of a repository: a git server or
+	// Concourse that stops answering fails the cycle instead of stopping the
+	// repository's cycles for good.
+	DefaultCycleTimeout = 5 * time.Minute
 )
 
 // Config is a loaded, validated config file with its secrets resolved.
 type Config struct {
-	File      string
-	Listen    string
-	Interval  time.Duration
-	CacheDir  string
-	Concourse *Concourse // nil: no Concourse, the timeouts decide alone
-	Repos     []Repo
+	File         string
+	Listen       string
+	Interval     time.Duration
+	CycleTimeout time.Duration
+	CacheDir     string
+	Concourse    *Concourse // nil: no Concourse, the timeouts decide alone
+	Repos        []Repo
 	// SecretEnv names the environment variables secrets were read from, so the
 	// caller can remove them from the environment git inherits.
 	SecretEnv []string
@@ -89,11 +94,12 @@ func (e *ConfigError) Error() string {
 
 // The file's shape. Secret values never appear here: only where to find them.
 type rawConfig struct {
-	Listen    string        `yaml:"listen"`
-	Interval  string        `yaml:"interval"`
-	CacheDir  string        `yaml:"cache_dir"`
-	Concourse *rawConcourse `yaml:"concourse"`
-	Repos     []rawRepo     `yaml:"repos"`
+	Listen       string        `yaml:"listen"`
+	Interval     string        `yaml:"interval"`
+	CycleTimeout string        `yaml:"cycle_timeout"`
+	CacheDir     string        `yaml:"cache_dir"`
+	Concourse    *rawConcourse `yaml:"concourse"`
+	Repos        []rawRepo     `yaml:"repos"`
 }
 
 type rawConcourse struct {
@@ -280,7 +286,7 @@ func (l *loader) parse(data []byte) (*Config, error) {
 		return nil, l.yamlError(err)
 	}
 
-	cfg := &Config{File: l.file, Listen: raw.Listen, Interval: DefaultInterval, CacheDir: raw.CacheDir}
+	cfg := &Config{File: l.file, Listen: raw.Listen, Interval: DefaultInterval, CycleTimeout: DefaultCycleTimeout, CacheDir: raw.CacheDir}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
@@ -293,6 +299,13 @@ func (l *loader) parse(data []byte) (*Config, error) {
 			return nil, l.errf("interval", "%q is not a positive duration like 30s or 1m", raw.Interval)
 		}
 		cfg.Interval = d
+	}
+	if raw.CycleTimeout != "" {
+		d, err := time.ParseDuration(raw.CycleTimeout)
+		if err != nil || d <= 0 {
+			return nil, l.errf("cycle_timeout", "%q is not a positive duration like 5m", raw.CycleTimeout)
+		}
+		cfg.CycleTimeout = d
 	}
 	if cfg.CacheDir == "" {
 		dir, err := os.UserCacheDir()
