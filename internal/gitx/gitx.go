@@ -364,6 +364,11 @@ func started(ctx context.Context, cmd *exec.Cmd) (wait func() error, err error) 
 	groupStarted(pid)
 	return func() error {
 		err := cmd.Wait()
+		if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState.Success() {
+			// git succeeded; something it left running (an ssh ControlPersist
+			// master, say) still held its stderr. git's own output was read.
+			err = nil
+		}
 		if ctx.Err() != nil {
 			killGroup(pid)
 		}
