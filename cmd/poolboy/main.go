@@ -3,21 +3,16 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
-	"syscall"
 
 	"github.com/poolboy-ci/poolboy/internal/cli"
 )
 
 func main() {
-	// SIGTERM is how Concourse aborts a step: stop waiting, push nothing more. The
-	// handler stays until os.Exit: a SIGTERM that arrives once the work is done
-	// must not kill the process and hide the exit status it has earned.
-	ctx, _ := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM is how Concourse aborts a step: stop waiting, push nothing more.
+	ctx := cli.Signals()
 	var code int
 	if script := filepath.Base(os.Args[0]); slices.Contains(cli.Scripts, script) {
 		code = cli.Resource(ctx, script, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, cli.OSEnv)

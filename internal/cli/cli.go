@@ -47,7 +47,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env Env)
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "poolboy: %s\n", term.Line(err.Error()))
+	msg := err.Error()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) && !strings.HasPrefix(msg, "interrupted") {
+		// "git clone: signal: terminated" alone does not say that poolboy was stopped.
+		msg = fmt.Sprintf("interrupted (%v): %s", context.Cause(ctx), msg)
+	}
+	fmt.Fprintf(stderr, "poolboy: %s\n", term.Line(msg))
 	var u usageError
 	if errors.As(err, &u) {
 		return ExitUsage

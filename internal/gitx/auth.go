@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/redact"
 )
@@ -39,12 +41,12 @@ func (r *Repo) prepareAuth() error {
 		if dir != "" {
 			return dir, nil
 		}
-		d, err := os.MkdirTemp("", "poolboy-auth-")
+		d, remove, err := tempDir("poolboy-auth-")
 		if err != nil {
 			return "", err
 		}
 		dir = d
-		r.cleanup = append(r.cleanup, func() { os.RemoveAll(d) })
+		r.cleanup = append(r.cleanup, remove)
 		return dir, nil
 	}
 	keyFile := a.PrivateKeyFile
@@ -74,7 +76,10 @@ func (r *Repo) prepareAuth() error {
 		}
 	}
 	if keyFile != "" || a.SSHUser != "" || a.ForwardAgent {
-		ssh := "ssh -o StrictHostKeyChecking=accept-new"
+		// A server that accepts the connection and then says nothing: the handshake
+		// and a silence afterwards are bounded, as HTTP's are by lowSpeed below.
+		ssh := fmt.Sprintf("ssh -o StrictHostKeyChecking=accept-new -o ConnectTimeout=%d -o ServerAliveInterval=%d -o ServerAliveCountMax=%d",
+			int(StallTimeout/time.Second), int(StallTimeout/time.Second)/3, 3)
 		if keyFile != "" {
 			ssh += " -i " + shellQuote(keyFile) + " -o IdentitiesOnly=yes"
 		}
@@ -102,7 +107,8 @@ func (r *Repo) prepareAuth() error {
 		}
 		r.env = append(r.env, "GIT_SSH_COMMAND="+ssh)
 	}
-	config := append([]ConfigEntry{}, r.opts.GitConfig...)
+	// The stall bound comes first, so the pool resource's git_config can change it.
+	config := append(lowSpeed(), r.opts.GitConfig...)
 	if a.Username != "" || a.Password != "" {
 		d, err := private()
 		if err != nil {
@@ -134,6 +140,20 @@ func (r *Repo) prepareAuth() error {
 		}
 	}
 	return nil
+}
+
+// StallTimeout is how long git waits on a remote that sends nothing before it
+// gives up (ErrUnreachable): over HTTP(S), less than 1 byte/s for this long;
+// over SSH with a key poolboy was given, the connection and handshake, or this
+// long without an answer to ssh's keepalives.
+const StallTimeout = 30 * time.Second
+
+// lowSpeed is git's HTTP stall bound (curl's low-speed limit).
+func lowSpeed() []ConfigEntry {
+	return []ConfigEntry{
+		{"http.lowSpeedLimit", "1"},
+		{"http.lowSpeedTime", strconv.Itoa(int(StallTimeout / time.Second))},
+	}
 }
 
 func shellQuote(s string) string {
@@ -206,7 +226,7 @@ func unreachable(msg string) bool {
 		"unable to connect to", "Connection refused", "Connection reset", "Connection timed out",
 		"Operation timed out", "the remote end hung up unexpectedly", "early EOF", "Failed to connect to",
 		"Empty reply from server", "Recv failure", "returned error: 502", "returned error: 503",
-		"returned error: 504", "Broken pipe",
+		"returned error: 504", "Broken pipe", "Operation too slow", "not responding",
 	} {
 		if strings.Contains(msg, s) {
 			return true

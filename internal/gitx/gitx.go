@@ -318,7 +318,8 @@ func (r *Repo) Stream(ctx context.Context, fn func(io.Reader) error, args ...str
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	wait, err := started(stop, cmd)
+	if err != nil {
 		return fmt.Errorf("git %s: %w", args[0], err)
 	}
 	out := bufio.NewReaderSize(stdout, 1<<16)
@@ -330,8 +331,10 @@ func (r *Repo) Stream(ctx context.Context, fn func(io.Reader) error, args ...str
 		// Drain so git is not blocked on a full pipe while being stopped.
 		_, _ = io.Copy(io.Discard, out)
 	}
-	werr := cmd.Wait()
-	r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond), "stopped_early", early)
+	werr := wait()
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond), "stopped_early", early)
+	}
 	switch {
 	case ferr != nil:
 		return ferr
@@ -349,8 +352,14 @@ func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...s
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
-	err := cmd.Run()
-	r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond))
+	wait, err := started(ctx, cmd)
+	if err == nil {
+		err = wait()
+	}
+	// Redacting the arguments costs time in proportion to their size: only for a log that is kept.
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond))
+	}
 	if err != nil {
 		e := r.gitError(args, err, stderr.Bytes())
 		if ctx.Err() != nil {
@@ -362,14 +371,44 @@ func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...s
 	return stdout.Bytes(), nil
 }
 
+// killDelay is how long git and its helpers have, once ctx ends, to stop after
+// SIGTERM before they are killed and their pipes closed.
+const killDelay = 2 * time.Second
+
 func (r *Repo) command(ctx context.Context, env []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "git", args...)
+	ownGroup(cmd)
+	cmd.WaitDelay = killDelay
 	cmd.Dir = r.dir
 	cmd.Env = append(append(childEnv(), r.env...), env...)
 	if r.dir != "" {
 		cmd.Env = append(cmd.Env, "GIT_DIR="+r.dir)
 	}
 	return cmd
+}
+
+// started starts cmd and returns the function that waits for it. When ctx has
+// ended, whatever git started that is still running is killed: nothing outlives
+// a cancelled command.
+func started(ctx context.Context, cmd *exec.Cmd) (wait func() error, err error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	pid := cmd.Process.Pid
+	groupStarted(pid)
+	return func() error {
+		err := cmd.Wait()
+		if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState.Success() {
+			// git succeeded; something it left running (an ssh ControlPersist
+			// master, say) still held its stderr. git's own output was read.
+			err = nil
+		}
+		if ctx.Err() != nil {
+			killGroup(pid)
+		}
+		groupDone(pid)
+		return err
+	}, nil
 }
 
 // childEnv is the environment git runs with: the caller's, without poolboy's own
@@ -402,11 +441,11 @@ func (r *Repo) fetchArgs() []string {
 
 func (r *Repo) openClone(ctx context.Context) error {
 	if r.opts.CacheDir == "" {
-		tmp, err := os.MkdirTemp("", "poolboy-clone-")
+		tmp, remove, err := tempDir("poolboy-clone-")
 		if err != nil {
 			return err
 		}
-		r.cleanup = append(r.cleanup, func() { os.RemoveAll(tmp) })
+		r.cleanup = append(r.cleanup, remove)
 		return r.clone(ctx, filepath.Join(tmp, "repo.git"))
 	}
 	if err := os.MkdirAll(r.opts.CacheDir, 0o700); err != nil {

@@ -130,8 +130,9 @@ var buildEnv = map[string]string{
 // runRes runs a resource script ("check", "in", "out") on a raw stdin.
 func runRes(t *testing.T, script, dir string, stdin []byte) (stdout, stderr string, err error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	// No deadline: a script that hangs is caught by go test's -timeout, with the
+	// stacks that show where; how fast a script refuses is no part of the promise.
+	ctx := context.Background()
 	var o, e bytes.Buffer
 	env := func(k string) (string, bool) { v, ok := buildEnv[k]; return v, ok }
 	switch script {
@@ -141,9 +142,6 @@ func runRes(t *testing.T, script, dir string, stdin []byte) (stdout, stderr stri
 		err = resource.In(ctx, dir, bytes.NewReader(stdin), &o, &e, env)
 	case "out":
 		err = resource.Out(ctx, dir, bytes.NewReader(stdin), &o, &e, env)
-	}
-	if ctx.Err() != nil {
-		t.Errorf("%s did not finish within 30s (hung waiting?): %v", script, err)
 	}
 	if err != nil && o.Len() > 0 {
 		t.Errorf("%s failed but wrote stdout %q", script, clip(o.String()))

@@ -105,7 +105,7 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	red := redact.New()
 	s := &script{log: red.Writer(stderr), red: red}
 	var req request
-	raw, err := decode(stdin, &req)
+	raw, err := decode(ctx, stdin, &req)
 	if err == nil {
 		s.src = req.Source
 		red.Add(s.src.secrets()...)

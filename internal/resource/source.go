@@ -2,6 +2,7 @@ package resource
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -218,13 +219,39 @@ func typeError(v any) error {
 	return &json.UnmarshalTypeError{Value: kind, Type: reflect.TypeFor[string]()}
 }
 
-// decode reads a request. Every error is one line naming the field.
-// The source is also returned as it was written, for warnUnknown.
-func decode(stdin io.Reader, req *request) (raw rawRequest, err error) {
-	data, err := io.ReadAll(io.LimitReader(stdin, 16<<20))
-	if err != nil {
-		return raw, fmt.Errorf("reading the request: %w", err)
+// maxRequest is the largest request read; Concourse's are a few kilobytes.
+const maxRequest = 16 << 20
+
+// decode reads a request. Every error is one line naming the field. When ctx
+// ends first (SIGTERM with stdin still open) it says so, and does not wait for
+// stdin: the read is left behind, blocked, in a process about to exit. The source
+// is also returned as it was written, for warnUnknown.
+func decode(ctx context.Context, stdin io.Reader, req *request) (raw rawRequest, err error) {
+	type result struct {
+		data []byte
+		err  error
 	}
+	read := make(chan result, 1)
+	go func() {
+		data, err := io.ReadAll(io.LimitReader(stdin, maxRequest+1))
+		read <- result{data, err}
+	}()
+	var r result
+	select {
+	case <-ctx.Done():
+	case r = <-read:
+	}
+	// Checked after the read too: stdin closed by the abort is no request.
+	if ctx.Err() != nil {
+		return raw, fmt.Errorf("aborted while reading the request (%w)", context.Cause(ctx))
+	}
+	if r.err != nil {
+		return raw, fmt.Errorf("reading the request: %w", r.err)
+	}
+	if len(r.data) > maxRequest {
+		return raw, errors.New("invalid payload: the request is larger than 16 MiB")
+	}
+	data := r.data
 	if err := json.Unmarshal(data, req); err != nil {
 		return raw, payloadError(err)
 	}

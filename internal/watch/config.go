@@ -41,14 +41,19 @@ import (
 const (
 	DefaultListen   = "127.0.0.1:9090"
 	DefaultInterval = time.Minute
+	// DefaultCycleTimeout bounds one cycle of a repository: a git server or
+	// Concourse that stops answering fails the cycle instead of stopping the
+	// repository's cycles for good.
+	DefaultCycleTimeout = 5 * time.Minute
 )
 
 // Config is a loaded, validated config file with its secrets resolved.
 type Config struct {
-	File     string
-	Listen   string
-	Interval time.Duration
-	CacheDir string
+	File         string
+	Listen       string
+	Interval     time.Duration
+	CycleTimeout time.Duration
+	CacheDir     string
 	// Concourse lists the Concourses to ask (concourse, then concourse_targets);
 	// none: the timeouts decide alone.
 	Concourse []concourse.Target
@@ -90,6 +95,7 @@ func (e *ConfigError) Error() string {
 type rawConfig struct {
 	Listen           string         `yaml:"listen"`
 	Interval         string         `yaml:"interval"`
+	CycleTimeout     string         `yaml:"cycle_timeout"`
 	CacheDir         string         `yaml:"cache_dir"`
 	Concourse        *rawConcourse  `yaml:"concourse"`
 	ConcourseTargets []rawConcourse `yaml:"concourse_targets"`
@@ -287,7 +293,7 @@ func (l *loader) parse(data []byte) (*Config, error) {
 		return nil, l.yamlError(err)
 	}
 
-	cfg := &Config{File: l.file, Listen: raw.Listen, Interval: DefaultInterval, CacheDir: raw.CacheDir}
+	cfg := &Config{File: l.file, Listen: raw.Listen, Interval: DefaultInterval, CycleTimeout: DefaultCycleTimeout, CacheDir: raw.CacheDir}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
@@ -300,6 +306,13 @@ func (l *loader) parse(data []byte) (*Config, error) {
 			return nil, l.errf("interval", "%q is not a positive duration like 30s or 1m", raw.Interval)
 		}
 		cfg.Interval = d
+	}
+	if raw.CycleTimeout != "" {
+		d, err := time.ParseDuration(raw.CycleTimeout)
+		if err != nil || d <= 0 {
+			return nil, l.errf("cycle_timeout", "%q is not a positive duration like 5m", raw.CycleTimeout)
+		}
+		cfg.CycleTimeout = d
 	}
 	token, err := l.secret("", "read_token", raw.ReadTokenEnv, raw.ReadTokenFile)
 	if err != nil {

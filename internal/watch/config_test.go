@@ -38,6 +38,8 @@ func TestBadConfigsNameFileLineAndReason(t *testing.T) {
 			`watch.yaml:4: repos[0].pools.aws: timeout "-5" must be positive`},
 		{"bad interval", "interval: soon\nrepos: [{name: a, uri: /x}]\n",
 			`watch.yaml:1: interval: "soon" is not a positive duration`},
+		{"bad cycle_timeout", "cycle_timeout: 0s\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:1: cycle_timeout: "0s" is not a positive duration like 5m`},
 		{"duplicate pools", "repos:\n  - name: a\n    uri: /x\n    pools:\n      aws: 1h\n      aws: 2h\n",
 			`watch.yaml:6: repos[0].pools.aws: pool given twice (first at line 5)`},
 		{"duplicate repo names", "repos:\n  - name: a\n    uri: /x\n  - name: a\n    uri: /y\n",
@@ -109,7 +111,7 @@ func TestTheDocumentedExampleLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:9090" || cfg.Interval != time.Minute || cfg.CacheDir != "/var/lib/poolboy" {
+	if cfg.Listen != "127.0.0.1:9090" || cfg.Interval != time.Minute || cfg.CycleTimeout != 5*time.Minute || cfg.CacheDir != "/var/lib/poolboy" {
 		t.Errorf("top level: %+v", cfg)
 	}
 	if len(cfg.Concourse) != 2 || cfg.Concourse[0].Password != "secret-of-CONCOURSE_PASSWORD" ||
@@ -145,7 +147,7 @@ func TestSecretsFromFilesAndDefaults(t *testing.T) {
 	if r.Auth.Password != "s3cret" || string(r.WebhookSecret) != "s3cret" || r.Auth.PrivateKeyPassphrase != "s3cret" {
 		t.Errorf("secrets from files: %+v", r)
 	}
-	if cfg.Listen != DefaultListen || cfg.Interval != DefaultInterval || cfg.CacheDir == "" || cfg.Concourse != nil {
+	if cfg.Listen != DefaultListen || cfg.Interval != DefaultInterval || cfg.CycleTimeout != DefaultCycleTimeout || cfg.CacheDir == "" || cfg.Concourse != nil {
 		t.Errorf("defaults: %+v", cfg)
 	}
 }

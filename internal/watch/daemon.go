@@ -235,16 +235,25 @@ func (d *Daemon) backoff(n int) time.Duration {
 	return backoff.Exp(n, time.Second, min(d.opts.MaxBackoff, d.cfg.Interval))
 }
 
-// cycle is one fetch-decide-push of the repo. A cancelled ctx gives the cycle
-// ShutdownGrace to finish before it is abandoned.
+// errCycleTimeout ends a cycle that ran past cycle_timeout.
+var errCycleTimeout = errors.New("the cycle took longer than cycle_timeout")
+
+// cycle is one fetch-decide-push of the repo, given cycle_timeout at most. A
+// cancelled ctx gives the cycle ShutdownGrace to finish before it is abandoned.
 func (w *worker) cycle(ctx context.Context) (err error) {
 	start := w.d.now()
 	w.mu.Lock()
 	w.running, w.lastStart = true, start
 	w.mu.Unlock()
 
+	timeout := w.d.cfg.CycleTimeout
+	if timeout <= 0 {
+		timeout = DefaultCycleTimeout
+	}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	cctx, cancelTimeout := context.WithTimeoutCause(cctx, timeout, errCycleTimeout)
+	defer cancelTimeout()
 	stop := context.AfterFunc(ctx, func() {
 		if w.d.opts.ShutdownGrace < 0 {
 			cancel()
@@ -256,6 +265,9 @@ func (w *worker) cycle(ctx context.Context) (err error) {
 	defer stop()
 
 	doc, reaps, err := w.reap(cctx)
+	if err != nil && errors.Is(context.Cause(cctx), errCycleTimeout) {
+		err = fmt.Errorf("%w (%s): %w", errCycleTimeout, timeout, err)
+	}
 
 	end := w.d.now()
 	m := w.d.metrics
