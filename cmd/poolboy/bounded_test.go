@@ -174,7 +174,7 @@ func TestSIGTERMStopsAStalledGit(t *testing.T) {
 			if code := s.exit(t); code != 1 {
 				t.Errorf("exit status %d, want 1", code)
 			}
-			if !strings.HasPrefix(s.stderr.String(), "interrupted") || s.stdout.Len() > 0 {
+			if !strings.HasPrefix(s.stderr.String(), "aborted") || s.stdout.Len() > 0 {
 				t.Errorf("stdout %q, stderr %q: want only the interruption", s.stdout.String(), s.stderr.String())
 			}
 			s.clean(t)

@@ -106,7 +106,8 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	s := &script{log: red.Writer(stderr), red: red}
 	var req request
 	raw, err := decode(ctx, stdin, &req)
-	if err == nil {
+	read := err == nil // decode says itself when the abort came while reading
+	if read {
 		s.src = req.Source
 		red.Add(s.src.secrets()...)
 		warnUnknown(s.log, "source", raw.Source, reflect.TypeFor[source]())
@@ -116,7 +117,7 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 		return nil
 	}
 	var ab *abortedError
-	if ctx.Err() != nil && !errors.As(err, &ab) {
+	if read && ctx.Err() != nil && !errors.As(err, &ab) {
 		err = &abortedError{what: "the step was stopped before it finished", cause: context.Cause(ctx), err: err}
 	}
 	return &scriptError{msg: red.String(err.Error()), err: err}
