@@ -209,14 +209,10 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 			return nil, cfg, usageError{fmt.Errorf("private key file: %w", err)}
 		}
 	}
-	level := slog.LevelInfo
-	if o.verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg.Log = log
+	log, decisions := o.loggers(stderr)
+	cfg.Log = decisions
 	// Everything local (the Concourse settings too) is checked before the network.
-	if cfg.Witness, err = o.witness(log); err != nil {
+	if cfg.Witness, err = o.witness(decisions); err != nil {
 		return nil, cfg, err
 	}
 	// A server that cannot be reached gets three tries, two seconds apart: a
@@ -241,6 +237,20 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 		return nil, cfg, err
 	}
 	return repo, cfg, nil
+}
+
+// loggers are the run's two loggers on stderr: git's, which also tells of waits
+// a person should know about (another poolboy holds the cache dir), and the
+// decisions', which tells only warnings: what was decided is on stdout already.
+// With --verbose both log everything.
+func (o *options) loggers(stderr io.Writer) (git, decisions *slog.Logger) {
+	gitLevel, level := slog.LevelInfo, slog.LevelWarn
+	if o.verbose {
+		gitLevel, level = slog.LevelDebug, slog.LevelDebug
+	}
+	git = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: gitLevel}))
+	decisions = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return git, decisions
 }
 
 func (o *options) render(w io.Writer, doc report.Doc) error {
@@ -306,7 +316,10 @@ again from the new state. Pools without a timeout are never touched.`,
 			}
 			d := report.Build(repo.URL(), repo.Branch(), res.Report, res)
 			doc = &d
-			return o.render(cmd.OutOrStdout(), d)
+			if o.output == "json" {
+				return report.JSON(cmd.OutOrStdout(), d)
+			}
+			return cleanText(cmd.Context(), cmd.OutOrStdout(), repo, cfg, d)
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "decide and show what would be freed, push nothing")
@@ -314,6 +327,31 @@ again from the new state. Pools without a timeout are never touched.`,
 	cmd.Flags().IntVar(&attempts, "max-attempts", 5, "pushes to try when others keep pushing first")
 	annotate(cmd.Flags(), "max-attempts", "POOLBOY_MAX_ATTEMPTS")
 	return cmd
+}
+
+// cleanText prints what clean did, then the pools as they are now: after the
+// push, read again (the witness's answers are cached for the run), so a person
+// reads each lock once, in its present state.
+func cleanText(ctx context.Context, w io.Writer, repo *gitx.Repo, cfg reaper.Config, d report.Doc) error {
+	if err := report.CleanText(w, d.Clean); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if d.Clean.DryRun || len(d.Clean.Freed) == 0 {
+		return report.Text(w, d) // nothing was pushed: the pools are as decided
+	}
+	now, err := reaper.Status(ctx, repo, cfg)
+	if err != nil {
+		return fmt.Errorf("freed %d %s, then could not read the pools again: %w", len(d.Clean.Freed), plural(len(d.Clean.Freed), "lock"), err)
+	}
+	return report.Text(w, report.Build(repo.URL(), repo.Branch(), now, nil))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 // noArgs rejects positional arguments (and, on the root, unknown commands) as bad usage.
