@@ -131,7 +131,7 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	flag(f, &o.pushURL, "pushgateway-url", "", "after the run, push its metrics (the watch daemon's poolboy_* families) to this Prometheus Pushgateway, job poolboy, grouping key repo; user:password@ in it is sent as basic auth", "POOLBOY_PUSHGATEWAY_URL")
 	flag(f, &o.reapSucceeded, "reap-on-success", "", "pools (comma-separated, from --pools) whose locks are freed as soon as their build succeeded, for jobs that never pass locks on", "POOLBOY_REAP_ON_SUCCESS")
 
-	root.AddCommand(statusCmd(o), cleanCmd(o), demoCmd(), resourceCmd(env), watchCmd(o))
+	root.AddCommand(statusCmd(o), cleanCmd(o), doctorCmd(o), demoCmd(), resourceCmd(env), watchCmd(o))
 	return root
 }
 
@@ -360,7 +360,7 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	if cmd.HasSubCommands() {
-		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, demo, resource, watch)", args[0])}
+		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, doctor, demo, resource, watch)", args[0])}
 	}
 	return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.Name(), args[0])}
 }
