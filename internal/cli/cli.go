@@ -293,7 +293,8 @@ func cleanCmd(o *options) *cobra.Command {
 		Long: `clean moves every stale lock of the pools given with --pools from claimed/ to
 unclaimed/, one commit per lock ("unclaiming: LOCK", with the reason and trailers),
 pushed fast-forward only. When someone else pushes first, it fetches and decides
-again from the new state. Pools without a timeout are never touched.`,
+again from the new state. Pools without a timeout are never touched.
+It prints what it freed, then the pools as they are after its push.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			var doc *report.Doc
