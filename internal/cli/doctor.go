@@ -41,10 +41,8 @@ Exit status: 0 no problems (or all repaired), 1 problems remain or the run faile
 				return err
 			}
 			defer repo.Close()
-			cfg := doctor.Config{Timeouts: rc.Timeouts, ReapSucceeded: rc.ReapSucceeded, Log: rc.Log, MaxAttempts: attempts}
-			if rc.Witness != nil {
-				cfg.Witness = rc.Witness
-			}
+			cfg := doctor.Config{Timeouts: rc.Timeouts, ReapSucceeded: rc.ReapSucceeded, Witness: rc.Witness,
+				Log: rc.Log, MaxAttempts: attempts}
 			var res *doctor.Result
 			if fix {
 				res, err = doctor.Fix(cmd.Context(), repo, cfg)
