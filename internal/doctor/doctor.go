@@ -319,9 +319,7 @@ func inspect(ctx context.Context, repo Repo, cfg Config, head string) ([]Finding
 		}
 		conflicts = append(conflicts, f)
 	}
-	if err := decideBoth(ctx, repo, cfg, snap, found, both); err != nil {
-		return nil, err
-	}
+	decideBoth(ctx, cfg, snap, found, both)
 	out := slices.Concat(dirs, both, conflicts, others)
 	// By pool; within one, repairs of its directories come before its locks'.
 	slices.SortStableFunc(out, func(a, b Finding) int { return pool.CompareNames(a.Pool, b.Pool) })
@@ -337,7 +335,7 @@ func inspect(ctx context.Context, repo Repo, cfg Config, head string) ([]Finding
 
 // decideBoth decides each lock in both states: its claimed copy is removed when
 // that claim has no live holder and both copies are the same file.
-func decideBoth(ctx context.Context, repo Repo, cfg Config, snap *pool.Snapshot, found claims.Result, both []Finding) error {
+func decideBoth(ctx context.Context, cfg Config, snap *pool.Snapshot, found claims.Result, both []Finding) {
 	var owned []liveness.Claim
 	for _, f := range both {
 		if c, ok := found.Claims[f.Path]; ok {
@@ -396,7 +394,6 @@ func decideBoth(ctx context.Context, repo Repo, cfg Config, snap *pool.Snapshot,
 					".\nSo the claimed copy goes, and the lock stays free in unclaimed/.")
 		}
 	}
-	return nil
 }
 
 func lockIn(ls []pool.Lock, name string) pool.Lock {
