@@ -320,8 +320,13 @@ func inspect(ctx context.Context, repo Repo, cfg Config, head string) ([]Finding
 		conflicts = append(conflicts, f)
 	}
 	decideBoth(ctx, cfg, snap, found, both)
+	// By pool; within one, repairs of its directories come before its locks', and
+	// each kind in natural order of its paths (env-2 before env-10).
+	byPath := func(a, b Finding) int { return pool.CompareNames(a.Path, b.Path) }
+	for _, fs := range [][]Finding{dirs, both, conflicts, others} {
+		slices.SortStableFunc(fs, byPath)
+	}
 	out := slices.Concat(dirs, both, conflicts, others)
-	// By pool; within one, repairs of its directories come before its locks'.
 	slices.SortStableFunc(out, func(a, b Finding) int { return pool.CompareNames(a.Pool, b.Pool) })
 	for i := range out {
 		if out[i].History == nil {
