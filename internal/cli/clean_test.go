@@ -183,3 +183,25 @@ func TestCleanMakesOneCommitPerLock(t *testing.T) {
 		testenv.Git(t, r.dir, "rev-parse", "--verify", head+":"+p)
 	}
 }
+
+// Issue 17.3: clean's text says what happened, then the pools as they are now
+// (env-1 freed: not listed, 0 stale), and stderr does not repeat it.
+func TestCleanTextReadsOnce(t *testing.T) {
+	t.Parallel()
+	r := newLockRepo(t, "main")
+	res := mustRun(t, nil, "clean", "--repo", "file://"+r.dir, "--pools", "aws:1h")
+	if res.stderr != "" {
+		t.Errorf("stderr repeats stdout:\n%s", res.stderr)
+	}
+	freed, summary, pool := strings.Index(res.stdout, "freed aws/env-1 in "), strings.Index(res.stdout, "cleaned 1 lock"), strings.Index(res.stdout, "\npool aws ")
+	if freed < 0 || summary < freed || pool < summary {
+		t.Fatalf("want the frees, the summary, then the pools:\n%s", res.stdout)
+	}
+	after := textBlocks(res.stdout[pool:])["aws"]
+	if len(after) == 0 || after[0] != "pool aws (timeout 1h): 1 claimed, 2 unclaimed, 0 stale" || row(after, "env-1") != "" {
+		t.Errorf("the pools are not shown as they are after the clean:\n%s", res.stdout)
+	}
+	if !strings.Contains(res.stdout, "(branch main at "+r.head(t, "main")[:10]+")") {
+		t.Errorf("the header does not name the new head:\n%s", res.stdout)
+	}
+}

@@ -117,7 +117,7 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	f.BoolVar(&o.verbose, "verbose", false, "log every git command and decision to stderr")
 	annotate(f, "verbose", "POOLBOY_VERBOSE")
 
-	root.AddCommand(o.repoFlags(statusCmd(o)), o.repoFlags(cleanCmd(o)), demoCmd(), resourceCmd(env), watchCmd(o))
+	root.AddCommand(o.repoFlags(statusCmd(o)), o.repoFlags(cleanCmd(o)), o.repoFlags(doctorCmd(o)), demoCmd(), resourceCmd(env), watchCmd(o))
 	return root
 }
 
@@ -225,14 +225,10 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 			return nil, cfg, usageError{fmt.Errorf("private key file: %w", err)}
 		}
 	}
-	level := slog.LevelInfo
-	if o.verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg.Log = log
+	log, decisions := o.loggers(stderr)
+	cfg.Log = decisions
 	// Everything local (the Concourse settings too) is checked before the network.
-	if cfg.Witness, err = o.witness(log); err != nil {
+	if cfg.Witness, err = o.witness(decisions); err != nil {
 		return nil, cfg, err
 	}
 	// A server that cannot be reached gets three tries, two seconds apart: a
@@ -257,6 +253,20 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 		return nil, cfg, err
 	}
 	return repo, cfg, nil
+}
+
+// loggers are the run's two loggers on stderr: git's, which also tells of waits
+// a person should know about (another poolboy holds the cache dir), and the
+// decisions', which tells only warnings: what was decided is on stdout already.
+// With --verbose both log everything.
+func (o *options) loggers(stderr io.Writer) (git, decisions *slog.Logger) {
+	gitLevel, level := slog.LevelInfo, slog.LevelWarn
+	if o.verbose {
+		gitLevel, level = slog.LevelDebug, slog.LevelDebug
+	}
+	git = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: gitLevel}))
+	decisions = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return git, decisions
 }
 
 func (o *options) render(w io.Writer, doc report.Doc) error {
@@ -299,7 +309,8 @@ func cleanCmd(o *options) *cobra.Command {
 		Long: `clean moves every stale lock of the pools given with --pools from claimed/ to
 unclaimed/, one commit per lock ("unclaiming: LOCK", with the reason and trailers),
 pushed fast-forward only. When someone else pushes first, it fetches and decides
-again from the new state. Pools without a timeout are never touched.`,
+again from the new state. Pools without a timeout are never touched.
+It prints what it freed, then the pools as they are after its push.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			var doc *report.Doc
@@ -322,7 +333,10 @@ again from the new state. Pools without a timeout are never touched.`,
 			}
 			d := report.Build(repo.URL(), repo.Branch(), res.Report, res)
 			doc = &d
-			return o.render(cmd.OutOrStdout(), d)
+			if o.output == "json" {
+				return report.JSON(cmd.OutOrStdout(), d)
+			}
+			return cleanText(cmd.Context(), cmd.OutOrStdout(), repo, cfg, d)
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "decide and show what would be freed, push nothing")
@@ -332,13 +346,38 @@ again from the new state. Pools without a timeout are never touched.`,
 	return cmd
 }
 
+// cleanText prints what clean did, then the pools as they are now: after the
+// push, read again (the witness's answers are cached for the run), so a person
+// reads each lock once, in its present state.
+func cleanText(ctx context.Context, w io.Writer, repo *gitx.Repo, cfg reaper.Config, d report.Doc) error {
+	if err := report.CleanText(w, d.Clean); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if d.Clean.DryRun || len(d.Clean.Freed) == 0 {
+		return report.Text(w, d) // nothing was pushed: the pools are as decided
+	}
+	now, err := reaper.Status(ctx, repo, cfg)
+	if err != nil {
+		return fmt.Errorf("freed %d %s, then could not read the pools again: %w", len(d.Clean.Freed), plural(len(d.Clean.Freed), "lock"), err)
+	}
+	return report.Text(w, report.Build(repo.URL(), repo.Branch(), now, nil))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
+
 // noArgs rejects positional arguments (and, on the root, unknown commands) as bad usage.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) == 0 {
 		return nil
 	}
 	if cmd.HasSubCommands() {
-		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, demo, resource, watch)", args[0])}
+		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, doctor, demo, resource, watch)", args[0])}
 	}
 	return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.Name(), args[0])}
 }

@@ -43,9 +43,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
+
+// TB is what the fake needs of its owner: a *testing.T (or B, F), or, outside
+// tests (`poolboy demo`), anything that reports misuse and closes the fake when
+// it is done. Misuse (AddBuild with an invalid status, ...) goes to Errorf.
+type TB interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Cleanup(func())
+}
 
 type config struct {
 	legacyAuth  bool
@@ -92,7 +100,7 @@ type Server struct {
 	// ExternalURL is what GET /api/v1/info says: URL unless WithExternalURL.
 	ExternalURL string
 
-	t      testing.TB
+	t      TB
 	srv    *httptest.Server
 	legacy bool
 	now    func() time.Time
@@ -204,7 +212,7 @@ var validStatus = map[string]bool{
 func finished(status string) bool { return status != "pending" && status != "started" }
 
 // New starts the fake on 127.0.0.1; it is closed at t.Cleanup.
-func New(t testing.TB, opts ...Option) *Server {
+func New(t TB, opts ...Option) *Server {
 	t.Helper()
 	var cfg config
 	for _, o := range opts {

@@ -933,3 +933,38 @@ func TestBuildTimes(t *testing.T) {
 		t.Errorf("times: %s", r.body)
 	}
 }
+
+// demoOwner is an owner of the fake outside a test, as `poolboy demo` has one.
+type demoOwner struct {
+	errs     []string
+	cleanups []func()
+}
+
+func (o *demoOwner) Helper() {}
+func (o *demoOwner) Errorf(format string, args ...any) {
+	o.errs = append(o.errs, fmt.Sprintf(format, args...))
+}
+func (o *demoOwner) Cleanup(f func()) { o.cleanups = append(o.cleanups, f) }
+
+// The fake runs outside a test too: misuse goes to its owner's Errorf, and its
+// owner's cleanups stop it.
+func TestNewOutsideATest(t *testing.T) {
+	o := &demoOwner{}
+	s := New(o)
+	if id := s.AddBuild(Build{Status: "bogus"}); id != 0 || len(o.errs) != 1 {
+		t.Errorf("AddBuild of an invalid status: id %d, errors %q", id, o.errs)
+	}
+	resp, err := http.Get(s.URL + "/api/v1/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(o.cleanups) != 1 {
+		t.Fatalf("info: %d; %d cleanups registered, want 1", resp.StatusCode, len(o.cleanups))
+	}
+	o.cleanups[0]()
+	if resp, err := http.Get(s.URL + "/api/v1/info"); err == nil {
+		resp.Body.Close()
+		t.Error("the fake still answers after its cleanup")
+	}
+}

@@ -146,7 +146,8 @@ func JSON(w io.Writer, d Doc) error {
 	return enc.Encode(d)
 }
 
-// Text writes the document for people: a block per pool, a row per claimed lock.
+// Text writes the pools for people: a block per pool, a row per claimed lock. (What
+// a clean did is CleanText's: clean prints it first, then the pools as they are now.)
 func Text(w io.Writer, d Doc) error {
 	// Everything but the numbers comes from the repository or from Concourse:
 	// escaped, so no control character reaches the terminal.
@@ -191,22 +192,25 @@ func Text(w io.Writer, d Doc) error {
 			fmt.Fprintf(w, "  problem: %s\n", e(pr.String()))
 		}
 	}
-	if d.Clean != nil {
-		fmt.Fprintln(w)
-		verb := "freed"
-		if d.Clean.DryRun {
-			verb = "would free"
-		}
-		for _, f := range d.Clean.Freed {
-			commit := ""
-			if f.Commit != "" {
-				commit = " in " + short(f.Commit)
-			}
-			fmt.Fprintf(w, "%s %s/%s%s: %s\n", verb, e(f.Pool), e(f.Lock), e(commit), e(f.Reason))
-		}
-		fmt.Fprintln(w, cleanSummary(d.Clean))
-	}
 	return nil
+}
+
+// CleanText writes what a clean did (or would do): a line per lock, then a summary.
+func CleanText(w io.Writer, c *Clean) error {
+	e := term.Escape
+	verb := "freed"
+	if c.DryRun {
+		verb = "would free"
+	}
+	for _, f := range c.Freed {
+		commit := ""
+		if f.Commit != "" {
+			commit = " in " + short(f.Commit)
+		}
+		fmt.Fprintf(w, "%s %s/%s%s: %s\n", verb, e(f.Pool), e(f.Lock), e(commit), e(f.Reason))
+	}
+	_, err := fmt.Fprintln(w, cleanSummary(c))
+	return err
 }
 
 // buildColumn is the owning build's status in a word: "-" when Concourse was not asked.
