@@ -80,13 +80,25 @@ const maxMessage = 16 << 10
 // (a lock not claimed now), and one whose history cannot be had (below the boundary
 // of a shallow clone that cannot be deepened), is in neither map: unknown.
 func Find(ctx context.Context, repo Repo, head string, paths []string) (Result, error) {
+	return findKnown(ctx, repo, head, paths, nil)
+}
+
+// answers are the walk's answers at one commit: per path, its standing claims (one:
+// the claim; more: a conflict).
+type answers map[string][]Claim
+
+// findKnown is Find, with the answers already known at some commits: a trace that
+// reaches such a commit with a path known there ends with the answer known.
+func findKnown(ctx context.Context, repo Repo, head string, paths []string, known map[string]answers) (Result, error) {
 	res := Result{Claims: map[string]Claim{}, Conflicts: map[string][]Claim{}}
 	paths, err := files(ctx, repo, head, paths)
 	if err != nil || len(paths) == 0 {
 		return res, err
 	}
-	w := newWalk(paths)
-	w.push(head, w.all())
+	w := newWalk(paths, known)
+	if s := w.reach(head, w.all()); !s.empty() {
+		w.push(head, s)
+	}
 	shallow, err := repo.Shallow()
 	if err != nil {
 		return res, err
@@ -124,6 +136,7 @@ type set []uint64
 
 func (s set) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
 func (s set) add(i int)      { s[i/64] |= 1 << (i % 64) }
+func (s set) del(i int)      { s[i/64] &^= 1 << (i % 64) }
 func (s set) empty() bool    { return !slices.ContainsFunc(s, func(w uint64) bool { return w != 0 }) }
 
 // minus returns s without t's members.
@@ -163,12 +176,15 @@ type walk struct {
 	merges   bool               // a merge has been seen: from now on commits can arrive out of order
 	cand     []map[string]bool  // per path: candidate claim commits
 	hit      map[string]set     // shallow boundary commits traces stopped at
+
+	known map[string]map[int][]Claim // commits whose answers are known: per path, its standing claims
+	info  map[string]Claim           // claim commits already read (those of known answers)
 }
 
-func newWalk(paths []string) *walk {
+func newWalk(paths []string, known map[string]answers) *walk {
 	w := &walk{paths: paths, index: map[string]int{}, frontier: map[string]set{},
 		done: map[string]set{}, seen: map[string]*record{}, hit: map[string]set{},
-		cand: make([]map[string]bool, len(paths))}
+		cand: make([]map[string]bool, len(paths)), known: map[string]map[int][]Claim{}, info: map[string]Claim{}}
 	dirs := map[string]bool{}
 	for i, p := range paths {
 		w.index[p] = i
@@ -176,7 +192,40 @@ func newWalk(paths []string) *walk {
 		w.cand[i] = map[string]bool{}
 	}
 	w.dirs = slices.Sorted(maps.Keys(dirs))
+	for c, a := range known {
+		for p, cs := range a {
+			if i, ok := w.index[p]; ok && len(cs) > 0 {
+				if w.known[c] == nil {
+					w.known[c] = map[int][]Claim{}
+				}
+				w.known[c][i] = cs
+			}
+		}
+	}
 	return w
+}
+
+// reach returns the traces in s that go on at commit c: a trace that reaches a
+// commit with its path's answer known ends there, with that answer. It is the
+// answer a walk from c would give, because a trace reaching c means the file was
+// there from c on, and what lies below c is c's history, which a commit id fixes.
+func (w *walk) reach(c string, s set) set {
+	k := w.known[c]
+	if len(k) == 0 {
+		return s
+	}
+	s = slices.Clone(s)
+	for i, cs := range k {
+		if !s.has(i) {
+			continue
+		}
+		s.del(i)
+		for _, cl := range cs {
+			w.cand[i][cl.Commit] = true
+			w.info[cl.Commit] = cl
+		}
+	}
+	return s
 }
 
 func (w *walk) all() set {
@@ -212,8 +261,11 @@ func (w *walk) run(ctx context.Context, repo Repo) error {
 		w.merges = true
 	}
 	// Every option that user or repository config (log.follow, log.showRoot,
-	// log.showSignature, color.*) could change is given explicitly.
-	args := []string{"log", "--full-history", "--sparse", "--no-renames", "--no-follow", "--root",
+	// log.showSignature, color.*) could change is given explicitly. The walk reads
+	// each tree once, so git's delta-base cache and pack windows only grow its
+	// memory (tenfold on a busy repository), not its speed: they are kept small.
+	args := []string{"-c", "core.deltaBaseCacheLimit=8m", "-c", "core.packedGitLimit=8m", "-c", "core.packedGitWindowSize=1m",
+		"log", "--full-history", "--sparse", "--no-renames", "--no-follow", "--root",
 		"--no-show-signature", "--no-color", "--name-status", "-z", "--format=" + marker + "%H %P"}
 	args = append(append(append(args, starts...), "--"), w.dirs...)
 	var werr error
@@ -302,7 +354,7 @@ func (w *walk) trace(ctx context.Context, repo Repo, rec *record, s set) error {
 			}
 		}
 		for _, p := range slices.Sorted(maps.Keys(next)) {
-			ns := next[p]
+			ns := w.reach(p, next[p])
 			if ns.empty() {
 				continue
 			}
@@ -476,12 +528,17 @@ func (w *walk) result(ctx context.Context, repo Repo, res Result) (Result, error
 		if unresolved[i] {
 			standing[i] = nil
 		}
-		commits = append(commits, standing[i]...)
+		for _, c := range standing[i] {
+			if _, ok := w.info[c]; !ok {
+				commits = append(commits, c)
+			}
+		}
 	}
 	info, err := read(ctx, repo, commits)
 	if err != nil {
 		return res, err
 	}
+	maps.Copy(info, w.info)
 	for i, p := range w.paths {
 		switch c := standing[i]; len(c) {
 		case 0:

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -30,26 +31,78 @@ func benchRepo(b *testing.B) string {
 	return dir
 }
 
+// busyRepo is a pool in daily use (fixture.Busy): 100,000 commits, 10 pools × 50
+// locks with content, about half claimed at any time, every commit moving one lock
+// at random, and 25 locks claimed at the very start and kept since.
+func busyRepo(b *testing.B) string {
+	b.Helper()
+	spec, err := fixture.Busy(10, 50, 25, 100_000, time.Now(), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := filepath.Join(b.TempDir(), "locks.git")
+	if err := fixture.Build(context.Background(), dir, spec); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command("git", "-C", dir, "repack", "-adq").CombinedOutput(); err != nil {
+		b.Fatalf("repack: %v %s", err, out)
+	}
+	return dir
+}
+
 // benchStatus runs the real binary end to end, as a user would, and reports the
 // peak resident memory of the largest process of the run (poolboy or a git it ran).
-func benchStatus(b *testing.B, repo string) {
+func benchStatus(b *testing.B, repo string) { benchStatusVsLog(b, repo, false) }
+
+// benchStatusVsLog is benchStatus; with vsLog, each iteration also runs git's own
+// single `git log` over the whole history and the claimed/ directories (what the
+// walk reads, with git's default settings), and reports both, side by side.
+func benchStatusVsLog(b *testing.B, repo string, vsLog bool) {
 	bin := filepath.Join(b.TempDir(), "poolboy")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/poolboy-ci/poolboy/cmd/poolboy").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v %s", err, out)
 	}
-	var peak int64
+	var peak, logPeak int64
+	var took, logTook time.Duration
 	b.ResetTimer()
 	for b.Loop() {
+		start := time.Now()
 		cmd := exec.Command(bin, "status", "--repo", repo, "--output", "json")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("status: %v %s", err, out)
 		}
+		took += time.Since(start)
 		peak = max(peak, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
+		if vsLog {
+			b.StopTimer()
+			args := []string{"-C", repo, "log", "--full-history", "--sparse", "--no-renames", "--root", "--name-status", "-z",
+				"--format=%H %P", "main", "--"}
+			for p := range 10 {
+				args = append(args, fmt.Sprintf("pool-%02d/claimed", p))
+			}
+			start := time.Now()
+			log := exec.Command("git", args...)
+			if err := log.Run(); err != nil {
+				b.Fatalf("git log: %v", err)
+			}
+			logTook += time.Since(start)
+			logPeak = max(logPeak, log.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
+			b.StartTimer()
+		}
 	}
 	b.ReportMetric(float64(peak)/1024, "peak-RSS-MB")
+	if vsLog {
+		b.ReportMetric(logTook.Seconds()/float64(b.N), "git-log-s/op")
+		b.ReportMetric(float64(logPeak)/1024, "git-log-peak-RSS-MB")
+		b.ReportMetric(took.Seconds()/logTook.Seconds(), "status/git-log")
+	}
 }
 
 func BenchmarkStatusLocalPath(b *testing.B) { benchStatus(b, benchRepo(b)) }
+
+// BenchmarkStatusBusyLocalPath is the cold status of a busy repository, beside
+// git's own walk of the same history.
+func BenchmarkStatusBusyLocalPath(b *testing.B) { benchStatusVsLog(b, busyRepo(b), true) }
 
 func BenchmarkStatusFileURL(b *testing.B) { benchStatus(b, "file://"+benchRepo(b)) }
 

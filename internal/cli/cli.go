@@ -10,12 +10,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/poolboy-ci/poolboy/internal/claims"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/metrics"
 	"github.com/poolboy-ci/poolboy/internal/policy"
@@ -252,6 +254,13 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 	if err != nil {
 		return nil, cfg, err
 	}
+	// A cached clone keeps the claims found (see claims.Index) for the next run; a
+	// temporary one keeps them for this run's later decisions (clean's batches).
+	index := ""
+	if o.cacheDir != "" {
+		index = filepath.Join(repo.Dir(), claims.IndexFile)
+	}
+	cfg.Index = claims.OpenIndex(index)
 	return repo, cfg, nil
 }
 

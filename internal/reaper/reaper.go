@@ -51,6 +51,15 @@ type Config struct {
 	// ReapSucceeded names the pools whose locks are freed as soon as their build
 	// succeeded (their jobs never pass locks on).
 	ReapSucceeded map[string]bool
+	// Index remembers the claims found from one evaluation to the next (a
+	// claims.Index), so that each walks only the commits since the last; nil:
+	// every evaluation walks the history anew.
+	Index Index
+}
+
+// Index finds claims as claims.Find does, remembering what it found.
+type Index interface {
+	Find(ctx context.Context, repo claims.Repo, head string, paths []string) (claims.Result, error)
 }
 
 // Witness is the part of liveness.Witness the reaper needs.
@@ -172,7 +181,11 @@ func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report,
 				}
 			}
 		}
-		found, err := claims.Find(ctx, repo, head, paths)
+		find := claims.Find
+		if cfg.Index != nil {
+			find = cfg.Index.Find
+		}
+		found, err := find(ctx, repo, head, paths)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/claims"
 	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
@@ -77,6 +78,13 @@ func config() reaper.Config {
 	}
 }
 
+// configs are config() without and with an index of the claims kept in memory.
+func configs() map[string]reaper.Config {
+	indexed := config()
+	indexed.Index = claims.OpenIndex("")
+	return map[string]reaper.Config{"walk": config(), "index": indexed}
+}
+
 // state lists "pool/state/lock" paths at the remote's head.
 func state(t *testing.T, c *testenv.Clone) map[string]bool {
 	t.Helper()
@@ -133,7 +141,15 @@ func TestCleanFreesStaleLocksOneCommitEach(t *testing.T) {
 // The race the issue names: between poolboy's fetch and its push, another clone
 // releases a stale lock and claims it again. The push is rejected; poolboy must
 // decide again from the new state and must not free the fresh claim.
+// With an index of the claims (as watch and a cached clone use), the new claim
+// comes from the commits since the index's head, never from the index.
 func TestCleanRaceReclaimedLockIsKept(t *testing.T) {
+	for name, cfg := range configs() {
+		t.Run(name, func(t *testing.T) { testCleanRaceReclaimedLockIsKept(t, cfg) })
+	}
+}
+
+func testCleanRaceReclaimedLockIsKept(t *testing.T, cfg reaper.Config) {
 	url, _ := lockRepo(t)
 	other := testenv.NewClone(t, url, "main")
 	repo := &racingRepo{Repo: open(t, url)}
@@ -143,7 +159,7 @@ func TestCleanRaceReclaimedLockIsKept(t *testing.T) {
 			other.Move(t, "aws/unclaimed/env-1", "aws/claimed/env-1", "main/deploy/test build 9 claiming: env-1")
 		}
 	}
-	res, err := reaper.Clean(context.Background(), repo, config(), false)
+	res, err := reaper.Clean(context.Background(), repo, cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,11 +457,16 @@ func (r *bigPushLoses) Push(ctx context.Context, commit string) error {
 // batch: every lock is freed exactly once. (All at once, every push lost, and clean
 // gave up having freed none.)
 func TestCleanMassReapLandsInBatches(t *testing.T) {
+	for name, cfg := range configs() {
+		t.Run(name, func(t *testing.T) { testCleanMassReapLandsInBatches(t, cfg) })
+	}
+}
+
+func testCleanMassReapLandsInBatches(t *testing.T, cfg reaper.Config) {
 	const n = 40
 	url := massRepo(t, n)
 	other := testenv.NewClone(t, url, "main")
 	repo := &bigPushLoses{Repo: open(t, url), t: t, other: other, max: 8}
-	cfg := config()
 	cfg.Timeouts = policy.Timeouts{"big": time.Hour}
 	res, err := reaper.Clean(context.Background(), repo, cfg, false)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/backoff"
+	"github.com/poolboy-ci/poolboy/internal/claims"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
@@ -157,7 +158,8 @@ type worker struct {
 	cfg     Repo
 	log     *slog.Logger
 	trigger chan struct{}
-	repo    *gitx.Repo // owned by the run goroutine
+	repo    *gitx.Repo    // owned by the run goroutine
+	index   *claims.Index // the claims found so far, kept in the clone: owned by the run goroutine
 
 	mu        sync.Mutex
 	branch    string
@@ -312,6 +314,7 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 			return nil, nil, err
 		}
 		w.repo = repo
+		w.index = claims.OpenIndex(filepath.Join(repo.Dir(), claims.IndexFile))
 		w.mu.Lock()
 		w.branch = repo.Branch()
 		w.mu.Unlock()
@@ -319,7 +322,7 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 		return nil, nil, err
 	}
 	repo := meteredRepo{w.repo, d}
-	cfg := reaper.Config{Timeouts: w.cfg.Timeouts, ReapSucceeded: w.cfg.ReapOnSuccess, Log: w.log, Now: d.now}
+	cfg := reaper.Config{Timeouts: w.cfg.Timeouts, ReapSucceeded: w.cfg.ReapOnSuccess, Log: w.log, Now: d.now, Index: w.index}
 	if len(d.cc) > 0 {
 		// A witness lives for one cycle: its answers are cached for that long only.
 		srcs := make([]liveness.Source, len(d.cc))
