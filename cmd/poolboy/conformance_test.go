@@ -322,7 +322,7 @@ func conformance(t *testing.T, res, transport string) {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			lines = append(lines, sc.Text())
-			if !signalled && strings.Contains(sc.Text(), "retrying in") {
+			if !signalled && (strings.Contains(sc.Text(), "retrying in") || strings.Contains(sc.Text(), "waiting for a lock")) {
 				signalled = true
 				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 					t.Fatal(err)

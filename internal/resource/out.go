@@ -47,6 +47,9 @@ type outParams struct {
 	Check          string `json:"check"`
 	CheckUnclaimed string `json:"check_unclaimed"`
 	Reap           bool   `json:"reap"`
+	// WaitTimeout and Priority qualify the operation: they are not operations.
+	WaitTimeout waitTimeout `json:"wait_timeout"`
+	Priority    int         `json:"priority"`
 }
 
 // ops names the operations the params ask for.
@@ -89,6 +92,8 @@ type outRun struct {
 	op     string
 	step   step // the lock named by the params, read before anything is cloned
 	repo   *gitx.Repo
+	start  time.Time
+	q      *queueState // nil: the operation does not queue (see queue.go)
 }
 
 // step is what a step directory (params.release: NAME means DIR/NAME) says.
@@ -108,12 +113,15 @@ type plan struct {
 	edits   []pool.Edit
 	msg     string
 	undo    []pool.Edit // for a claim: the edits that give the lock back (see push)
+	again   bool        // a queue commit: once it lands, decide again on it
+	queue   *queueWait  // waiting in the queue: how to wait
 }
 
 type decider func(ctx context.Context, head string, p *pool.Pool) (plan, error)
 
 func (o *outRun) run(ctx context.Context) (*answer, error) {
 	start := time.Now()
+	o.start = start
 	o.op = o.params.ops()[0]
 	// Everything local first: a bad step directory fails before the network.
 	if err := o.prepare(); err != nil {
@@ -255,9 +263,15 @@ func (o *outRun) operate(ctx context.Context) (*answer, error) {
 	case "acquire":
 		fmt.Fprintf(o.log, "acquiring lock on: %s\n", poolName)
 		decide = o.acquire
+		if o.src.queued() {
+			decide = o.queued
+		}
 	case "claim":
 		fmt.Fprintf(o.log, "claiming lock: %s on pool: %s\n", name, poolName)
 		decide = o.claim
+		if o.src.queued() {
+			decide = o.queued
+		}
 	case "release":
 		fmt.Fprintf(o.log, "releasing lock: %s on pool: %s\n", name, poolName)
 		decide = o.release
@@ -281,7 +295,11 @@ func (o *outRun) operate(ctx context.Context) (*answer, error) {
 			return nil, err
 		}
 	}
-	return o.loop(ctx, decide)
+	ans, err := o.loop(ctx, decide)
+	if err != nil && o.q != nil && o.q.wrote {
+		err = o.withdraw(ctx, err)
+	}
+	return ans, err
 }
 
 // loop decides, commits and pushes until the operation is done: each round looks
@@ -312,8 +330,16 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		case pl.done:
 			return o.answer(head, pl.lock), nil
 		case pl.wait != "":
-			fmt.Fprintf(o.log, "%s, retrying in at most %s\n", pl.wait, delay/2)
-			if head, err = o.waitForChange(ctx, head, pl.wait); err != nil {
+			if err := o.timedOut(pl.wait); err != nil {
+				return nil, err
+			}
+			lo, hi, until := delay/6, delay/2, o.waitDeadline()
+			if q := pl.queue; q != nil {
+				lo, hi, until = o.queuePace(q, until)
+			} else {
+				fmt.Fprintf(o.log, "%s, retrying in at most %s\n", pl.wait, delay/2)
+			}
+			if head, err = o.waitForChange(ctx, head, pl.wait, lo, hi, until); err != nil {
 				return nil, err
 			}
 			continue
@@ -324,6 +350,9 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		}
 		err = o.push(ctx, head, commit)
 		switch {
+		case err == nil && pl.again:
+			head = commit
+			continue
 		case err == nil:
 			return o.landed(ctx, commit, pl)
 		case ctx.Err() != nil:
@@ -338,7 +367,9 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 				return nil, err
 			}
 		default:
-			if !errors.Is(err, gitx.ErrRefused) {
+			// A queue commit needs no verdict: deciding again on the fetched head
+			// sees whether the ticket is there.
+			if !errors.Is(err, gitx.ErrRefused) && !pl.again {
 				unsure = &pending{commit, pl}
 			}
 			if failures++; failures >= maxFailures {
@@ -403,7 +434,9 @@ func (o *outRun) poolAt(ctx context.Context, head string) (*pool.Pool, error) {
 }
 
 // waitForChange waits until the remote branch moves away from head and returns the
-// new head, fetched; why is what it waits for, for the abort message.
+// new head, fetched; why is what it waits for, for the abort message. It looks at
+// random times between lo and hi apart, and returns (the head fetched then, moved
+// or not) at until when that is not zero.
 //
 // Waiters look at random times between a sixth and a half of retry_delay, not once
 // per retry_delay: waiters that all lost the same round would otherwise wake in
@@ -413,11 +446,18 @@ func (o *outRun) poolAt(ctx context.Context, head string) (*pool.Pool, error) {
 // it saves the second request. (Measured in docs/BENCHMARKS.md: 10 waiters on 2
 // locks, retry_delay 10 s — full-delay ls-remote looks: 49 s, hand-off p50 5.3 s,
 // 11 upload-packs per acquire; these looks: 32 s, 0.4–0.8 s, 7.4–7.9.)
-func (o *outRun) waitForChange(ctx context.Context, head, why string) (string, error) {
-	delay := o.src.retryDelay()
+func (o *outRun) waitForChange(ctx context.Context, head, why string, lo, hi time.Duration, until time.Time) (string, error) {
 	failures := 0
 	for {
-		if sleep(ctx, delay/6+rand.N(delay/3+1)) != nil {
+		d := lo + rand.N(max(hi-lo, 0)+1)
+		last := !until.IsZero() && time.Until(until) <= d
+		if last {
+			// Past until already (a failed fetch at until): look again soon.
+			if d = time.Until(until); d <= 0 {
+				d = lo
+			}
+		}
+		if sleep(ctx, d) != nil {
 			return "", aborted(ctx, "stopped waiting ("+why+")")
 		}
 		now, err := o.repo.Fetch(ctx)
@@ -434,7 +474,7 @@ func (o *outRun) waitForChange(ctx context.Context, head, why string) (string, e
 				return "", err
 			}
 			fmt.Fprintf(o.log, "warning: could not look at the remote branch (%v), retrying\n", err)
-		case now != head:
+		case now != head || last:
 			return now, nil
 		}
 	}

@@ -3,6 +3,7 @@ package resource
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -101,7 +102,7 @@ func TestWaitingAcquireGetsTheReleasedLock(t *testing.T) {
 	t.Parallel()
 	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
 	log := &logBuffer{}
-	waiting := log.notify("no lock available in pool aws, retrying in")
+	waiting := log.notify("waiting for a lock in pool aws: position 1 of 1 (no lock available in pool aws)")
 	done := make(chan result)
 	var err error
 	go func() {
@@ -128,32 +129,53 @@ func TestWaitingAcquireGetsTheReleasedLock(t *testing.T) {
 	wantTree(t, bare, "aws/claimed/env-1")
 }
 
+// Without the queue a cancelled wait pushes nothing; with it, the ticket it pushed
+// is withdrawn before the put ends.
 func TestCancelWhileWaitingReturnsAtOnceAndPushesNothing(t *testing.T) {
 	t.Parallel()
-	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
-	before := head(t, bare)
-	for _, params := range []map[string]any{{"acquire": true}, {"claim": "env-1"}} {
-		ctx, cancel := context.WithCancel(context.Background())
-		log := &logBuffer{}
-		waiting := log.notify("retrying in")
-		done := make(chan error)
-		go func() {
-			_, err := out(t, ctx, t.TempDir(), src(fileURL(bare), "retry_delay", "1h"), params, jobEnv, log)
-			done <- err
-		}()
-		await(t, waiting, "the put to wait")
-		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("%v: error %v, want context.Canceled", params, err)
+	for _, queued := range []bool{false, true} {
+		t.Run(fmt.Sprintf("queue=%v", queued), func(t *testing.T) {
+			t.Parallel()
+			bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
+			before := head(t, bare)
+			for _, params := range []map[string]any{{"acquire": true}, {"claim": "env-1"}} {
+				ctx, cancel := context.WithCancel(context.Background())
+				log := &logBuffer{}
+				waiting := log.notify("retrying in")
+				if queued {
+					waiting = log.notify("waiting for ")
+				}
+				done := make(chan error)
+				go func() {
+					_, err := out(t, ctx, t.TempDir(), src(fileURL(bare), "retry_delay", "1h", "queue", queued), params, jobEnv, log)
+					done <- err
+				}()
+				await(t, waiting, "the put to wait")
+				cancel()
+				select {
+				case err := <-done:
+					if !errors.Is(err, context.Canceled) {
+						t.Errorf("%v: error %v, want context.Canceled", params, err)
+					}
+					if queued && !strings.Contains(fmt.Sprint(err), "; withdrew its ticket from the queue") {
+						t.Errorf("%v: error %v, want it to say the ticket was withdrawn", params, err)
+					}
+				case <-time.After(10 * time.Second): // a retry_delay of 1h: only cancellation ends it
+					t.Fatalf("%v: still waiting after the cancellation", params)
+				}
 			}
-		case <-time.After(10 * time.Second): // a retry_delay of 1h: only cancellation ends it
-			t.Fatalf("%v: still waiting after the cancellation", params)
-		}
-	}
-	if head(t, bare) != before {
-		t.Error("something was pushed")
+			if !queued && head(t, bare) != before {
+				t.Error("something was pushed")
+			}
+			if queued {
+				if got := testenv.Git(t, bare, "log", "--format=%s", before+"..main"); strings.Count(got, "queueing: aws") != 2 || strings.Count(got, "leaving queue: aws") != 2 {
+					t.Errorf("commits since: %s", got)
+				}
+				if d := testenv.Git(t, bare, "diff", "--stat", before, "main"); d != "" {
+					t.Errorf("the tree changed: %s", d)
+				}
+			}
+		})
 	}
 }
 

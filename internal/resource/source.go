@@ -54,7 +54,12 @@ type source struct {
 	// staging): each claim is judged by the one its Build URL names.
 	ConcourseTargets []concourseTarget `json:"concourse_targets"`
 	ReapOnSuccess    bool              `json:"reap_on_success"`
+	// Queue is poolboy's fair waiting (queue.go); false is upstream's lottery.
+	Queue *bool `json:"queue"`
 }
+
+// queued says whether waiting puts queue (the default).
+func (s *source) queued() bool { return s.Queue == nil || *s.Queue }
 
 // concourseTarget is one entry of concourse_targets: the concourse_* keys
 // without their prefix. A resource container has no ~/.flyrc, so no fly target.
@@ -142,6 +147,29 @@ func (d *retryDelay) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf(`source.retry_delay %q is not a duration like "10s"`, v)
 		}
 		*d = retryDelay(p)
+	default:
+		return typeError(v)
+	}
+	return nil
+}
+
+// waitTimeout is params.wait_timeout, a Go duration ("30m"); 0 waits forever.
+type waitTimeout time.Duration
+
+func (d *waitTimeout) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case nil:
+		*d = 0
+	case string:
+		p, err := time.ParseDuration(v)
+		if err != nil || p <= 0 {
+			return fmt.Errorf(`params.wait_timeout %q is not a positive duration like "30m"`, v)
+		}
+		*d = waitTimeout(p)
 	default:
 		return typeError(v)
 	}
@@ -330,6 +358,8 @@ var expected = map[string]string{
 	"source.https_tunnel":            "an object {proxy_host, proxy_port, proxy_user, proxy_password}",
 	"source.https_tunnel.proxy_port": "a port number",
 	"version":                        `an object {"ref": SHA}`,
+	"params.wait_timeout":            `a duration like "30m"`,
+	"params.priority":                "an integer",
 }
 
 func payloadError(err error) error {
