@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/queue"
 )
 
 // git runs git in the server's repository (read-only use).
@@ -239,7 +241,14 @@ func (w *world) replay(start string) map[string]*lockState {
 func (w *world) apply(state map[string]*lockState, c commit, pushedAt time.Time) {
 	var locks []string
 	kinds := ""
+	queued := 0
 	for _, ch := range c.changes {
+		// The queue's tickets live outside every pool; a commit may write one, or
+		// delete some beside its claim.
+		if strings.HasPrefix(ch[1], queue.Root+"/") {
+			queued++
+			continue
+		}
 		pool, st, name, ok := lockPath(ch[1])
 		if !ok {
 			w.violate("commit %s changes %s, which is not a lock", c.sha, ch[1])
@@ -252,6 +261,10 @@ func (w *world) apply(state map[string]*lockState, c commit, pushedAt time.Time)
 		kinds += ch[0] + st + " "
 	}
 	subject, _, _ := strings.Cut(c.msg, "\n")
+	if len(locks) == 0 && queued > 0 {
+		w.stats.add("ops: queue tickets", 1)
+		return
+	}
 	if len(locks) != 1 {
 		w.violate("commit %s (%q) changes %d locks, want one operation on one lock", c.sha, subject, len(locks))
 		return
