@@ -56,7 +56,7 @@ func TestPoolMetricsQueue(t *testing.T) {
 	m := NewPoolMetrics(reg, func() time.Time { return t0 })
 	expired := report.Ticket{ID: "old", Enqueued: t0.Add(-time.Hour), Expired: true}
 	m.Observe("locks", queueDoc(t0, map[string][]report.Ticket{
-		"aws":          {waiting("a", 1, t0.Add(-50*time.Second)), waiting("b", 2, t0.Add(-20*time.Second)), expired},
+		"aws":           {waiting("a", 1, t0.Add(-50*time.Second)), waiting("b", 2, t0.Add(-20*time.Second)), expired},
 		"bad\xffname\n": {waiting("c", 1, t0.Add(-10*time.Second))},
 	}))
 	lengths := gathered(t, reg, "poolboy_queue_length")
