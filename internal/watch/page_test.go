@@ -121,7 +121,9 @@ func TestStatusPageInChromium(t *testing.T) {
 	cfg := config(t, dir, time.Hour)
 	cfg.Repos[0].Timeouts = policy.Timeouts{"aws": time.Hour, "gpu": 2 * time.Hour}
 	cfg.Concourse = []concourse.Target{{URL: cc.URL, Token: cc.Token("admin")}}
-	d := start(t, cfg, Options{})
+	// The daemon's clock stands at the fixture's now: the ages, bars and waits on
+	// the page are exact however long the setup took.
+	d := start(t, cfg, Options{now: func() time.Time { return now }})
 	st := d.waitCycles(t, "locks", 1)
 	if st.LastError != "" || len(st.Reaps) != 2 {
 		t.Fatalf("first cycle: error %q, reaps %+v", st.LastError, st.Reaps)
