@@ -302,7 +302,10 @@ func statusCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d := report.Build(repo.URL(), repo.Branch(), rep, nil)
+			d, err := report.Read(cmd.Context(), repo, repo.URL(), repo.Branch(), rep, nil)
+			if err != nil {
+				return err
+			}
 			doc = &d
 			return o.render(cmd.OutOrStdout(), d)
 		},
@@ -340,7 +343,10 @@ It prints what it freed, then the pools as they are after its push.`,
 			if err != nil {
 				return err
 			}
-			d := report.Build(repo.URL(), repo.Branch(), res.Report, res)
+			d, err := report.Read(cmd.Context(), repo, repo.URL(), repo.Branch(), res.Report, res)
+			if err != nil {
+				return err
+			}
 			doc = &d
 			if o.output == "json" {
 				return report.JSON(cmd.OutOrStdout(), d)
@@ -370,7 +376,11 @@ func cleanText(ctx context.Context, w io.Writer, repo *gitx.Repo, cfg reaper.Con
 	if err != nil {
 		return fmt.Errorf("freed %d %s, then could not read the pools again: %w", len(d.Clean.Freed), plural(len(d.Clean.Freed), "lock"), err)
 	}
-	return report.Text(w, report.Build(repo.URL(), repo.Branch(), now, nil))
+	after, err := report.Read(ctx, repo, repo.URL(), repo.Branch(), now, nil)
+	if err != nil {
+		return fmt.Errorf("freed %d %s, then could not read the queues again: %w", len(d.Clean.Freed), plural(len(d.Clean.Freed), "lock"), err)
+	}
+	return report.Text(w, after)
 }
 
 func plural(n int, word string) string {

@@ -176,7 +176,7 @@ func merge(envs ...map[string]string) map[string]string {
 	return out
 }
 
-// statusDoc is the poolboy.status/v1 document as a consumer would declare it.
+// statusDoc is the poolboy.status/v2 document as a consumer would declare it.
 type statusDoc struct {
 	Schema      string    `json:"schema"`
 	Repo        string    `json:"repo"`

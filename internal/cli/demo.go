@@ -28,7 +28,10 @@ directory and starts, in this process on 127.0.0.1, a stand-in for the Concourse
 API that knows the builds holding its locks (one running for 5 hours, one aborted,
 one failed, one that handed its lock on to a downstream job, one whose pipeline is
 gone). Then it runs "status" with the timeouts only, "status" asking Concourse,
-and "clean", through file://, exactly as you would against your own repository.`,
+and "clean", through file://, exactly as you would against your own repository.
+Last, three builds put acquire on the licences pool, whose one lock is held: they
+wait in its queue, "status" shows where each stands, and the lock goes to them
+in that order once it is released.`,
 		Args: noArgs,
 		// The demo ignores the caller's POOL_* and POOLBOY_* settings: it replaces the
 		// root's hook that applies them.
@@ -121,6 +124,11 @@ func runDemo(cmd *cobra.Command, w *demo.World, keep bool) error {
 	}
 	fmt.Fprintf(out, "\n== 3. clean, asking Concourse: frees what is stale, one commit each ==\n\n")
 	if err := run(out, append(append([]string{"clean"}, base...), cc...)); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n== 4. fair waiting: three builds want %s/%s, held by hand ==\n\n", demo.QueuePool, demo.QueueLock)
+	err = queueScene(cmd.Context(), out, repo, func() error { return run(out, append(append([]string{"status"}, base...), cc...)) })
+	if err != nil {
 		return err
 	}
 	if keep {

@@ -90,9 +90,10 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(intro, "STAND-IN for the Concourse API") || !strings.Contains(intro, "not a real Concourse") {
 		t.Errorf("the introduction does not say the Concourse is a stand-in:\n%s", intro)
 	}
-	if len(steps) != 3 || steps[0].cmd != "status" || steps[0].concourse ||
-		steps[1].cmd != "status" || !steps[1].concourse || steps[2].cmd != "clean" || !steps[2].concourse {
-		t.Fatalf("want status (timeouts only), status (with Concourse), clean (with Concourse):\n%s", res.stdout)
+	if len(steps) != 4 || steps[0].cmd != "status" || steps[0].concourse ||
+		steps[1].cmd != "status" || !steps[1].concourse || steps[2].cmd != "clean" || !steps[2].concourse ||
+		steps[3].cmd != "status" || !steps[3].concourse {
+		t.Fatalf("want status (timeouts only), status (with Concourse), clean (with Concourse), status (the queue):\n%s", res.stdout)
 	}
 	if strings.Contains(res.stdout, "nonexistent") || strings.Contains(res.stdout, "someone") {
 		t.Errorf("the demo used the caller's settings:\n%s", res.stdout)
@@ -160,6 +161,37 @@ func TestDemo(t *testing.T) {
 		"gpu/gpu-a":         {"succeeded", "alive"},
 		"licences/matlab-1": {"-", "unwatched"},
 	})
+
+	// Issue 17 (the queue scene): three builds queue for the one licence, each once
+	// the one before is in the queue; the last has the highest priority.
+	arrivals := regexp.MustCompile(`(?m)^      waiting for a lock in pool licences: (position \d of \d)`).FindAllStringSubmatch(clean, -1)
+	var arrived []string
+	for _, m := range arrivals {
+		arrived = append(arrived, m[1])
+	}
+	if got := strings.Join(arrived, ", "); got != "position 1 of 1, position 2 of 2, position 1 of 3" {
+		t.Errorf("the builds' logs as they queued: %s, want positions 1 of 1, 2 of 2, 1 of 3:\n%s", got, clean)
+	}
+	// status shows the queue in the order it is served...
+	var queued []string
+	for _, line := range textBlocks(steps[3].out)["licences"] {
+		if f := columns.Split(strings.TrimSpace(line), -1); len(f) == 6 && f[0] != "POS" {
+			queued = append(queued, f[0]+" "+f[1]+" "+f[5])
+		}
+	}
+	wantQueue := []string{"1 main/release/sign #5 5", "2 main/reports/render #12 0", "3 main/reports/render #13 0"}
+	if !slices.Equal(queued, wantQueue) {
+		t.Errorf("status shows the queue %q, want %q:\n%s", queued, wantQueue, steps[3].out)
+	}
+	// ...and that is the order the builds get the lock.
+	var served []string
+	for _, m := range regexp.MustCompile(`(?m)^  (\d)\. (.+) \(priority \d+\) gets matlab-1$`).FindAllStringSubmatch(steps[3].out, -1) {
+		served = append(served, m[1]+" "+m[2])
+	}
+	if want := []string{"1 main/release/sign #5", "2 main/reports/render #12", "3 main/reports/render #13"}; !slices.Equal(served, want) {
+		t.Errorf("served %q, want %q:\n%s", served, want, steps[3].out)
+	}
+
 	// The throwaway repository is gone.
 	if _, err := os.Stat(steps[0].repo); !os.IsNotExist(err) {
 		t.Errorf("demo repository %s left behind: %v", steps[0].repo, err)
@@ -173,25 +205,25 @@ func TestDemoKeep(t *testing.T) {
 	testenv.RequireCommand(t, "git")
 	res := mustRun(t, nil, "demo", "--keep")
 	_, steps := demoSteps(t, res.stdout)
-	if len(steps) != 3 {
-		t.Fatalf("want 3 commands:\n%s", res.stdout)
+	if len(steps) != 4 {
+		t.Fatalf("want 4 commands:\n%s", res.stdout)
 	}
 	repo := steps[0].repo
 	t.Cleanup(func() { os.RemoveAll(filepath.Dir(repo)) })
 	if _, err := os.Stat(repo); err != nil {
 		t.Fatalf("--keep: %v", err)
 	}
-	if !strings.Contains(steps[2].out, "kept at "+repo) || !strings.Contains(steps[2].out, "stand-in Concourse stops with the demo") {
-		t.Errorf("--keep does not say where the repository is and that the stand-in is gone:\n%s", steps[2].out)
+	if !strings.Contains(steps[3].out, "kept at "+repo) || !strings.Contains(steps[3].out, "stand-in Concourse stops with the demo") {
+		t.Errorf("--keep does not say where the repository is and that the stand-in is gone:\n%s", steps[3].out)
 	}
 	var commands [][]string
-	for _, line := range strings.Split(steps[2].out, "\n") {
+	for _, line := range strings.Split(steps[3].out, "\n") {
 		if rest, ok := strings.CutPrefix(line, "  poolboy "); ok {
 			commands = append(commands, strings.Fields(rest))
 		}
 	}
 	if len(commands) != 3 || commands[0][0] != "status" || commands[1][0] != "clean" || commands[2][0] != "doctor" {
-		t.Fatalf("--keep commands %v, want status, clean --dry-run, doctor:\n%s", commands, steps[2].out)
+		t.Fatalf("--keep commands %v, want status, clean --dry-run, doctor:\n%s", commands, steps[3].out)
 	}
 	for _, c := range commands {
 		if slices.Contains(c, "--concourse-url") {

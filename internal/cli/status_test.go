@@ -71,7 +71,7 @@ func TestStatusOverEveryTransport(t *testing.T) {
 			t.Run("json", func(t *testing.T) {
 				res := mustRun(t, tr.env, "status", "--repo", tr.url, "--pools", "aws:1h", "--output", "json")
 				d := decodeStatus(t, res.stdout)
-				if d.Schema != "poolboy.status/v1" {
+				if d.Schema != "poolboy.status/v2" {
 					t.Errorf("schema %q", d.Schema)
 				}
 				if d.Branch != "main" || d.Commit != head {

@@ -144,7 +144,7 @@ repos:
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
-	if code, body := get("/api/pools"); code != 200 || !strings.Contains(body, `"schema": "poolboy.status/v1"`) {
+	if code, body := get("/api/pools"); code != 200 || !strings.Contains(body, `"schema": "poolboy.status/v2"`) {
 		t.Errorf("/api/pools %d %s", code, body)
 	}
 	// env-1 (5h old, aws:1h) and gpu-a (3h old, gpu:2h) are stale: freed by the first cycle.

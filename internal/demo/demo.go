@@ -218,3 +218,33 @@ func (o *owner) close() {
 		fs[i]()
 	}
 }
+
+// The queue scene: three builds want the one lock of QueuePool, held by hand.
+const (
+	QueuePool = "licences"
+	QueueLock = "matlab-1"
+)
+
+// Waiter is a build of the queue scene.
+type Waiter struct {
+	ID                  int
+	Pipeline, Job, Name string
+	Priority            int // params.priority of its put
+}
+
+// Owner is the build as status names it.
+func (w Waiter) Owner() string { return fmt.Sprintf("main/%s/%s #%s", w.Pipeline, w.Job, w.Name) }
+
+// Env is the build's BUILD_* variables, as Concourse gives them to its put.
+func (w Waiter) Env() map[string]string {
+	return map[string]string{"BUILD_ID": fmt.Sprint(w.ID), "BUILD_NAME": w.Name, "BUILD_TEAM_NAME": "main",
+		"BUILD_PIPELINE_NAME": w.Pipeline, "BUILD_JOB_NAME": w.Job}
+}
+
+// Waiters arrive in this order; the last has the highest priority and is served
+// first, then the others in the order they came.
+var Waiters = []Waiter{
+	{4201, "reports", "render", "12", 0},
+	{4202, "reports", "render", "13", 0},
+	{4203, "release", "sign", "5", 5},
+}

@@ -12,7 +12,14 @@
 //     branch (no operation label: the counts are the pool's, whichever
 //     operation last reported them).
 //
-// Both are pushed with PUT, as the fork does: each push replaces what its
+// poolboy adds one family of its own, pushed with the execution time for an
+// acquire or claim that went through the queue:
+//
+//   - poolboy_queue_wait_seconds: a histogram (QueueWaitBuckets) with one
+//     observation, the seconds from the put's first ticket to its claim (0 for a
+//     put granted at once, which writes no ticket).
+//
+// All are pushed with PUT, as the fork does: each push replaces what its
 // group held before.
 package metrics
 
@@ -39,7 +46,15 @@ const (
 	ExecutionTimeName  = "resource_pool_execution_time"
 	AvailableLocksName = "resource_pool_num_available_locks"
 	ClaimedLocksName   = "resource_pool_num_claimed_locks"
+
+	// QueueWaitName is poolboy's: the resource pushes it (job Job) and the watch
+	// daemon serves it (on /metrics), each with its own labels.
+	QueueWaitName = "poolboy_queue_wait_seconds"
 )
+
+// QueueWaitBuckets are the wait histograms' buckets, in seconds: waits for a lock
+// last from nothing to hours.
+var QueueWaitBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400}
 
 // Operation label values: the first seven are the fork's, one per out
 // param; the fork has no check/check_unclaimed, whose names follow its
@@ -74,6 +89,10 @@ type Measurement struct {
 	// Available and Claimed are the pool's unclaimed and claimed locks
 	// after the operation.
 	Available, Claimed int
+	// Queued says the operation went through the queue (an acquire or claim);
+	// QueueWait is then how long it waited there.
+	Queued    bool
+	QueueWait time.Duration
 }
 
 // Push sends m to the Pushgateway at gatewayURL (the pool resource's
@@ -108,6 +127,15 @@ func Push(ctx context.Context, gatewayURL string, m Measurement) error {
 	execTime.Observe(m.Duration.Seconds())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(execTime)
+	if m.Queued {
+		wait := prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    QueueWaitName,
+			Help:    "How long the put waited in the pool's queue, from its first ticket to its claim",
+			Buckets: QueueWaitBuckets,
+		})
+		wait.Observe(m.QueueWait.Seconds())
+		reg.MustRegister(wait)
+	}
 	if err := pusher(reg).Grouping("operation", m.Operation).PushContext(ctx); err != nil {
 		return newError(base, pass, err)
 	}

@@ -378,3 +378,51 @@ func TestParseGateway(t *testing.T) {
 		}
 	}
 }
+
+// An acquire or claim through the queue pushes its wait with its execution time:
+// one observation, replaced by the next push of that operation; an operation
+// that does not queue pushes none.
+func TestPushQueueWait(t *testing.T) {
+	pg := testenv.Pushgateway(t)
+	ctx := context.Background()
+	acquire := map[string]string{"job": Job, "instance": "", "pool": "aws", "branch": "main", "operation": OpAcquire}
+	bucket := func(le string) map[string]string {
+		l := map[string]string{"le": le}
+		for k, v := range acquire {
+			l[k] = v
+		}
+		return l
+	}
+	m := Measurement{Pool: "aws", Branch: "main", Operation: OpAcquire, Duration: 95 * time.Second, Queued: true, QueueWait: 90 * time.Second}
+	if err := Push(ctx, pg.URL, m); err != nil {
+		t.Fatal(err)
+	}
+	text := pg.Metrics(t)
+	if !strings.Contains(text, "# TYPE "+QueueWaitName+" histogram\n") {
+		t.Errorf("/metrics lacks the %s histogram:\n%s", QueueWaitName, text)
+	}
+	samples := parseExposition(t, text)
+	expectValue(t, samples, QueueWaitName+"_sum", acquire, 90)
+	expectValue(t, samples, QueueWaitName+"_count", acquire, 1)
+	expectValue(t, samples, QueueWaitName+"_bucket", bucket("60"), 0)
+	expectValue(t, samples, QueueWaitName+"_bucket", bucket("120"), 1)
+
+	// A release does not queue: no wait of its own.
+	if err := Push(ctx, pg.URL, Measurement{Pool: "aws", Branch: "main", Operation: OpRelease, Duration: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	// Granted at once: a wait of 0 replaces the last.
+	m.QueueWait = 0
+	if err := Push(ctx, pg.URL, m); err != nil {
+		t.Fatal(err)
+	}
+	samples = parseExposition(t, pg.Metrics(t))
+	expectValue(t, samples, QueueWaitName+"_sum", acquire, 0)
+	expectValue(t, samples, QueueWaitName+"_count", acquire, 1)
+	expectValue(t, samples, QueueWaitName+"_bucket", bucket("1"), 1)
+	for _, s := range samples {
+		if strings.HasPrefix(s.name, QueueWaitName) && s.labels["operation"] != OpAcquire {
+			t.Errorf("a wait pushed for %v", s.labels)
+		}
+	}
+}

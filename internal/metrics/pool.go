@@ -28,6 +28,7 @@ type PoolMetrics struct {
 	LastSuccess *prometheus.GaugeVec     // poolboy_last_successful_cycle_timestamp_seconds{repo}
 	CCRequests  *prometheus.CounterVec   // poolboy_concourse_requests_total{outcome}
 	GitOps      *prometheus.CounterVec   // poolboy_git_operations_total{kind,outcome}
+	QueueWait   *prometheus.HistogramVec // poolboy_queue_wait_seconds{repo,pool}
 
 	now  func() time.Time
 	mu   sync.Mutex
@@ -62,20 +63,56 @@ func NewPoolMetrics(reg prometheus.Registerer, now func() time.Time) *PoolMetric
 			Name: "poolboy_git_operations_total",
 			Help: "Git network operations (open = clone or reuse of the cache, fetch, deepen, push), by outcome: success, rejected (push lost a race) or error.",
 		}, []string{"kind", "outcome"}),
+		QueueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    QueueWaitName,
+			Help:    "How long tickets waited in a pool's queue, observed when a ticket live at one cycle is gone at the next (granted or withdrawn): from its enqueue time to that next cycle.",
+			Buckets: QueueWaitBuckets,
+		}, []string{"repo", "pool"}),
 		now:  now,
 		docs: map[string]report.Doc{},
 	}
-	reg.MustRegister(m.Reaps, m.Cycles, m.CycleTime, m.LastSuccess, m.CCRequests, m.GitOps, poolCollector{m})
+	reg.MustRegister(m.Reaps, m.Cycles, m.CycleTime, m.LastSuccess, m.CCRequests, m.GitOps, m.QueueWait, poolCollector{m})
 	return m
 }
 
 // Observe records doc as repo's pools now: poolboy_locks, poolboy_stale_locks,
-// poolboy_lock_claim_age_seconds and poolboy_pool_timeout_seconds follow the last
-// doc observed for each repo, so a lock or pool that is gone leaves no series.
+// poolboy_lock_claim_age_seconds, poolboy_pool_timeout_seconds and
+// poolboy_queue_length follow the last doc observed for each repo, so a lock or
+// pool that is gone leaves no series. Each ticket that was waiting in the doc
+// observed before and is gone from doc is one observation of
+// poolboy_queue_wait_seconds: its wait ended between the two (a ticket seen
+// expired is a waiter that gave up without a word, and is not counted).
 func (m *PoolMetrics) Observe(repo string, doc report.Doc) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if prev, ok := m.docs[repo]; ok {
+		for pool, waited := range leftQueue(prev, doc) {
+			for _, d := range waited {
+				m.QueueWait.WithLabelValues(repo, term.Escape(pool)).Observe(d.Seconds())
+			}
+		}
+	}
 	m.docs[repo] = doc
+}
+
+// leftQueue is, by pool, how long each ticket waiting in prev and gone from next
+// had waited by next.
+func leftQueue(prev, next report.Doc) map[string][]time.Duration {
+	still := map[string]bool{}
+	for _, p := range next.Pools {
+		for _, t := range p.Queue {
+			still[p.Name+"\x00"+t.ID] = true
+		}
+	}
+	left := map[string][]time.Duration{}
+	for _, p := range prev.Pools {
+		for _, t := range p.Queue {
+			if t.Position != nil && !still[p.Name+"\x00"+t.ID] {
+				left[p.Name] = append(left[p.Name], max(next.GeneratedAt.Sub(t.Enqueued), 0))
+			}
+		}
+	}
+	return left
 }
 
 // Reaped counts one lock freed in repo's pool by rule.
@@ -117,6 +154,8 @@ var (
 		"How long each held lock has been claimed, now (from its claim commit).", []string{"repo", "pool", "lock"}, nil)
 	timeoutDesc = prometheus.NewDesc("poolboy_pool_timeout_seconds",
 		"Each watched pool's stale timeout.", []string{"repo", "pool"}, nil)
+	queueDesc = prometheus.NewDesc("poolboy_queue_length",
+		"Tickets waiting in each pool's queue at the last successful cycle (expired ones not counted).", []string{"repo", "pool"}, nil)
 )
 
 // poolCollector reports the pools as the last observed doc of each repo shows them.
@@ -127,6 +166,7 @@ func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- staleDesc
 	ch <- ageDesc
 	ch <- timeoutDesc
+	ch <- queueDesc
 }
 
 func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -148,6 +188,13 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Claimed), repo, pool, "claimed")
 			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Unclaimed), repo, pool, "unclaimed")
 			ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, float64(p.Stale), repo, pool)
+			waiting := 0
+			for _, t := range p.Queue {
+				if t.Position != nil {
+					waiting++
+				}
+			}
+			ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(waiting), repo, pool)
 			if p.TimeoutSeconds != nil {
 				ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.GaugeValue, float64(*p.TimeoutSeconds), repo, pool)
 			}

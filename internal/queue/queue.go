@@ -115,12 +115,21 @@ func (t Ticket) Effective(now time.Time) int {
 	return t.Priority + int(age/AgingStep)
 }
 
-// Describe says what the ticket waits for, for people.
-func (t Ticket) Describe() string {
-	if len(t.Want) == 1 && t.Want[0].Claim != "" {
-		return "lock " + t.Want[0].Claim
+// String says what w waits for, for people: "any lock" or "lock NAME".
+func (w Want) String() string {
+	if w.Claim != "" {
+		return "lock " + w.Claim
 	}
 	return "any lock"
+}
+
+// Describe says what the ticket waits for, for people: its wants, joined.
+func (t Ticket) Describe() string {
+	s := make([]string, len(t.Want))
+	for i, w := range t.Want {
+		s[i] = w.String()
+	}
+	return strings.Join(s, " and ")
 }
 
 // ValidID accepts the ids tickets are named by: lower-case letters and digits.

@@ -141,3 +141,19 @@ func TestReadTicketsFromACommit(t *testing.T) {
 		t.Errorf("%d unreadable files, want 4:\n%s", len(bad), got)
 	}
 }
+
+// What a ticket waits for, for people: each want, joined.
+func TestDescribe(t *testing.T) {
+	for _, c := range []struct {
+		want []Want
+		text string
+	}{
+		{[]Want{{Acquire: true}}, "any lock"},
+		{[]Want{{Claim: "env-1"}}, "lock env-1"},
+		{[]Want{{Claim: "env-1"}, {Acquire: true}}, "lock env-1 and any lock"},
+	} {
+		if got := (Ticket{Want: c.want}).Describe(); got != c.text {
+			t.Errorf("Describe(%+v) = %q, want %q", c.want, got, c.text)
+		}
+	}
+}

@@ -1,11 +1,12 @@
 // Package report renders what the reaper found, for people (text) and for
-// programs (JSON, schema "poolboy.status/v1", documented in docs/status-schema.md).
+// programs (JSON, schema "poolboy.status/v2", documented in docs/status-schema.md).
 package report
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,7 +19,8 @@ import (
 )
 
 // Schema names the JSON document's version; fields are only ever added within it.
-const Schema = "poolboy.status/v1"
+// v2: pools have a queue, and their problems name unreadable queue tickets too.
+const Schema = "poolboy.status/v2"
 
 // Doc is the JSON document.
 type Doc struct {
@@ -39,6 +41,7 @@ type Pool struct {
 	Unclaimed      int            `json:"unclaimed"`
 	Stale          int            `json:"stale"`
 	Locks          []Lock         `json:"locks"`
+	Queue          []Ticket       `json:"queue"` // live tickets in the order they are served, then expired ones
 	Problems       []pool.Problem `json:"problems"`
 }
 
@@ -94,12 +97,16 @@ type Freed struct {
 	Reason string `json:"reason"`
 }
 
-// Build turns a report (and a clean result, if any) into the JSON document.
-func Build(repo, branch string, rep *reaper.Report, res *reaper.Result) Doc {
+// Build turns a report, the queues of its pools (ReadQueues) and a clean result, if
+// any, into the JSON document.
+func Build(repo, branch string, rep *reaper.Report, res *reaper.Result, queues Queues) Doc {
 	d := Doc{Schema: Schema, Repo: repo, Branch: branch, Commit: rep.Commit, GeneratedAt: rep.At.UTC(), Pools: []Pool{}}
 	for _, p := range rep.Pools {
 		jp := Pool{Name: p.Name, Claimed: p.Claimed, Unclaimed: p.Unclaimed, Stale: p.Stale,
-			Locks: []Lock{}, Problems: p.Problems}
+			Locks: []Lock{}, Problems: slices.Clone(p.Problems)}
+		var qProblems []pool.Problem
+		jp.Queue, qProblems = queueDoc(p.Name, queues[p.Name], rep.At)
+		jp.Problems = append(jp.Problems, qProblems...)
 		if jp.Problems == nil {
 			jp.Problems = []pool.Problem{}
 		}
@@ -188,11 +195,49 @@ func Text(w io.Writer, d Doc) error {
 				fmt.Fprintf(w, "  warning: %s: %s\n", e(l.Name), e(l.Warning))
 			}
 		}
+		if err := queueText(w, p.Queue); err != nil {
+			return err
+		}
 		for _, pr := range p.Problems {
 			fmt.Fprintf(w, "  problem: %s\n", e(pr.String()))
 		}
 	}
 	return nil
+}
+
+// queueText writes a pool's queue: a row per ticket, in the order they are
+// served, the expired ones last.
+func queueText(w io.Writer, q []Ticket) error {
+	if len(q) == 0 {
+		return nil
+	}
+	e := term.Escape
+	waiting := 0
+	for _, t := range q {
+		if t.Position != nil {
+			waiting++
+		}
+	}
+	head := fmt.Sprintf("  queue: %d waiting", waiting)
+	if n := len(q) - waiting; n > 0 {
+		head += fmt.Sprintf(", %d expired (ignored)", n)
+	}
+	fmt.Fprintln(w, head)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  POS\tHOLDER\tWANTS\tWAITING SINCE\tWAITED\tPRIORITY")
+	for _, t := range q {
+		pos := "expired"
+		if t.Position != nil {
+			pos = fmt.Sprint(*t.Position)
+		}
+		prio := fmt.Sprint(t.Priority)
+		if t.EffectivePriority != t.Priority {
+			prio += fmt.Sprintf(" (now %d)", t.EffectivePriority)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", pos, e(t.Holder.Display), e(t.Wants),
+			t.Enqueued.Format("2006-01-02 15:04 UTC"), policy.Human(time.Duration(t.WaitedSeconds)*time.Second), prio)
+	}
+	return tw.Flush()
 }
 
 // CleanText writes what a clean did (or would do): a line per lock, then a summary.

@@ -29,6 +29,12 @@ func (o *outRun) pushMetrics(ctx context.Context, start time.Time, ans *answer) 
 		return
 	}
 	m := metrics.Measurement{Pool: o.src.Pool, Branch: o.src.Branch, Operation: metricsOps[o.op], Duration: time.Since(start)}
+	if o.q != nil { // an acquire or claim through the queue
+		m.Queued = true
+		if !o.q.since.IsZero() {
+			m.QueueWait = time.Since(o.q.since)
+		}
+	}
 	if snap, err := pool.Read(ctx, o.repo, ans.Version.Ref); err == nil {
 		if p := snap.Pool(o.src.Pool); p != nil {
 			m.Available, m.Claimed = len(p.Unclaimed), len(p.Claimed)

@@ -38,8 +38,9 @@ func ticketTTL(delay time.Duration) time.Duration { return max(6*delay, minTicke
 // queueState is this put's place in the queue.
 type queueState struct {
 	id    string
-	wrote bool   // a ticket was pushed (or may have been): withdraw it when giving up
-	said  string // the last position line logged
+	wrote bool      // a ticket was pushed (or may have been): withdraw it when giving up
+	since time.Time // when its first ticket was enqueued; zero: it wrote none
+	said  string    // the last position line logged
 }
 
 // queueWait is how a waiting ticket waits.
@@ -132,6 +133,9 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 			return plan{}, err
 		}
 		o.q.wrote = true
+		if o.q.since.IsZero() {
+			o.q.since = me.Enqueued
+		}
 		return plan{again: true, msg: o.holder.message(op, p.Name),
 			edits: []pool.Edit{{Path: queue.Path(p.Name, me.ID), Mode: "100644", Blob: blob}}}, nil
 	}

@@ -394,3 +394,65 @@ func TestQueueOff(t *testing.T) {
 		t.Error("a queue commit was pushed")
 	}
 }
+
+// gatewayValue is the value of the sample line that starts with series in a
+// Pushgateway's /metrics, and whether there is one.
+func gatewayValue(t *testing.T, text, series string) (float64, bool) {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// Issue 13: an acquire through the queue pushes how long it waited there with its
+// execution time: 0 when granted at once, and for a put that queued, at least the
+// time between its being in the queue and the lock's release; a put without the
+// queue pushes no wait.
+func TestMetricsQueueWait(t *testing.T) {
+	t.Parallel()
+	gw := testenv.Pushgateway(t)
+	const labels = `{branch="main",instance="",job="concourse_resource_pool",operation="acquire_lock",pool="aws"}`
+	sum, count := "poolboy_queue_wait_seconds_sum"+labels, "poolboy_queue_wait_seconds_count"+labels
+
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1"}, lock{pool: "aws", name: "env-2"})
+	mustOut(t, t.TempDir(), qsrc(bare, "prometheus_push_gateway", gw.URL, "queue", false), map[string]any{"acquire": true}, build(1))
+	if text := gw.Metrics(t); !strings.Contains(text, "resource_pool_execution_time_count"+labels+" 1") || strings.Contains(text, "poolboy_queue_wait_seconds") {
+		t.Fatalf("a put without the queue: want its execution time and no wait:\n%s", text)
+	}
+
+	mustOut(t, t.TempDir(), qsrc(bare, "prometheus_push_gateway", gw.URL), map[string]any{"acquire": true}, build(2))
+	text := gw.Metrics(t)
+	if v, ok := gatewayValue(t, text, count); !ok || v != 1 {
+		t.Fatalf("granted at once: %s = %v (%v), want 1:\n%s", count, v, ok, text)
+	}
+	if v, _ := gatewayValue(t, text, sum); v != 0 {
+		t.Errorf("granted at once: waited %vs, want 0", v)
+	}
+
+	begin := time.Now()
+	w := startOut(t, context.Background(), qsrc(bare, "prometheus_push_gateway", gw.URL), map[string]any{"acquire": true}, build(3))
+	await(t, w.log.notify("waiting for a lock in pool aws: position 1 of 1"), "build 3 to queue")
+	queued := time.Now()
+	upstream(t, bare, "unclaiming: env-1", gitMove(t, "aws/claimed/env-1", "aws/unclaimed/env-1"))
+	released := time.Now()
+	w.wait(t, "build 3 to get the lock")
+	if w.err != nil {
+		t.Fatalf("build 3: %v\n%s", w.err, w.log)
+	}
+	elapsed := time.Since(begin)
+	text = gw.Metrics(t)
+	v, ok := gatewayValue(t, text, sum)
+	if c, _ := gatewayValue(t, text, count); !ok || c != 1 {
+		t.Fatalf("after a wait: %s = %v, want 1:\n%s", count, c, text)
+	}
+	if lo := released.Sub(queued).Seconds(); v < lo || v > elapsed.Seconds() {
+		t.Errorf("build 3 waited %vs by the gateway, want between %vs (queued to released) and %vs (the whole put)", v, lo, elapsed.Seconds())
+	}
+}

@@ -352,7 +352,10 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 		}
 		rep = after
 	}
-	doc := report.Build(w.repo.URL(), w.repo.Branch(), rep, res)
+	doc, err := report.Read(ctx, repo, w.repo.URL(), w.repo.Branch(), rep, res)
+	if err != nil {
+		return nil, reaps, err
+	}
 	return &doc, reaps, nil
 }
 

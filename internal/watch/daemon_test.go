@@ -509,7 +509,7 @@ func TestMetricsAndAPI(t *testing.T) {
 		t.Fatalf("document: %s", body)
 	}
 	r := doc.Repos[0]
-	if r.Name != "locks" || r.LastSuccess == nil || r.Status.Schema != "poolboy.status/v1" ||
+	if r.Name != "locks" || r.LastSuccess == nil || r.Status.Schema != "poolboy.status/v2" ||
 		len(r.Status.Pools) != 1 || r.Status.Pools[0].Claimed != 1 || r.Status.Pools[0].Locks[0].Verdict != "alive" ||
 		len(r.Status.Clean.Freed) != 1 || len(r.RecentReaps) != 1 || r.RecentReaps[0].Lock != "env-1" || r.RecentReaps[0].Rule != "timeout" {
 		t.Errorf("repo document: %s", body)

@@ -72,7 +72,7 @@ type RepoDoc struct {
 	LastCycleEnd *time.Time  `json:"last_cycle_end"`
 	LastSuccess  *time.Time  `json:"last_success"`
 	LastError    string      `json:"last_error,omitempty"`
-	Status       *report.Doc `json:"status"` // the last successful cycle's report (schema poolboy.status/v1); null before one
+	Status       *report.Doc `json:"status"` // the last successful cycle's report (schema poolboy.status/v2); null before one
 	RecentReaps  []Reap      `json:"recent_reaps"`
 }
 

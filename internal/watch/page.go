@@ -62,7 +62,15 @@ type poolView struct {
 	Timeout                   string // "" when none
 	Claimed, Unclaimed, Stale int
 	Locks                     []lockView
+	Queue                     []ticketView
+	Waiting                   int // live tickets
 	Problems                  []string
+}
+
+type ticketView struct {
+	Position, ID, Holder, HolderURL, Wants string
+	Since, Waited, Priority                string
+	Expired                                bool
 }
 
 type lockView struct {
@@ -162,6 +170,20 @@ func poolPage(now time.Time, p report.Pool) poolView {
 			lv.Build = &buildView{Name: b.Name, Status: b.Status, URL: b.URL, HandedOffTo: b.HandedOffTo, Error: b.Error, NotFound: b.NotFound}
 		}
 		pv.Locks = append(pv.Locks, lv)
+	}
+	for _, t := range p.Queue {
+		tv := ticketView{Position: "expired", ID: t.ID, Holder: t.Holder.Display, HolderURL: t.Holder.URL, Wants: t.Wants,
+			Since: stamp(t.Enqueued), Priority: fmt.Sprint(t.Priority), Expired: t.Expired,
+			// The wait now, not at the cycle, as the locks' ages.
+			Waited: policy.Human(max(now.Sub(t.Enqueued), time.Duration(t.WaitedSeconds)*time.Second))}
+		if t.Position != nil {
+			tv.Position = fmt.Sprint(*t.Position)
+			pv.Waiting++
+		}
+		if t.EffectivePriority != t.Priority {
+			tv.Priority += fmt.Sprintf(" (now %d)", t.EffectivePriority)
+		}
+		pv.Queue = append(pv.Queue, tv)
 	}
 	return pv
 }

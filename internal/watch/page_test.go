@@ -6,6 +6,8 @@ package watch
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"html"
 	"net/http/httptest"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
 	"github.com/poolboy-ci/poolboy/internal/fixture"
 	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/queue"
 	"github.com/poolboy-ci/poolboy/internal/testenv"
 )
 
@@ -93,12 +96,34 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	testenv.Git(t, c.Dir, "add", "gpu/unclaimed/gpu-2")
 	testenv.Git(t, c.Dir, "commit", "-q", "-m", "a bad merge")
+	// Three puts wait for an aws lock: the last to come has the highest priority.
+	for _, tk := range []queue.Ticket{
+		{ID: "first", Seq: 1, Enqueued: now.Add(-7 * time.Minute), Want: []queue.Want{{Acquire: true}},
+			Holder: queue.Holder{Team: "main", Pipeline: "deploy", Job: "test", Build: "42", URL: cc.URL + "/teams/main/pipelines/deploy/jobs/test/builds/42"}},
+		{ID: "second", Seq: 2, Enqueued: now.Add(-3 * time.Minute), Want: []queue.Want{{Claim: "env-2"}},
+			Holder: queue.Holder{Team: "main", Pipeline: "deploy", Job: "smoke", Build: "8"}},
+		{ID: "third", Seq: 3, Priority: 5, Enqueued: now.Add(-time.Minute), Want: []queue.Want{{Acquire: true}},
+			Holder: queue.Holder{Team: "main", Pipeline: "nightly", Job: "soak", Build: "90"}},
+	} {
+		tk.Expires = now.Add(time.Hour)
+		path := filepath.Join(c.Dir, filepath.FromSlash(queue.Path("aws", tk.ID)))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, tk.Encode(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Git(t, c.Dir, "add", "-A")
+	testenv.Git(t, c.Dir, "commit", "-q", "-m", "three puts wait")
 	testenv.Git(t, c.Dir, "push", "-q", "origin", "HEAD:refs/heads/main")
 
 	cfg := config(t, dir, time.Hour)
 	cfg.Repos[0].Timeouts = policy.Timeouts{"aws": time.Hour, "gpu": 2 * time.Hour}
 	cfg.Concourse = []concourse.Target{{URL: cc.URL, Token: cc.Token("admin")}}
-	d := start(t, cfg, Options{})
+	// The daemon's clock stands at the fixture's now: the ages, bars and waits on
+	// the page are exact however long the setup took.
+	d := start(t, cfg, Options{now: func() time.Time { return now }})
 	st := d.waitCycles(t, "locks", 1)
 	if st.LastError != "" || len(st.Reaps) != 2 {
 		t.Fatalf("first cycle: error %q, reaps %+v", st.LastError, st.Reaps)
@@ -125,6 +150,10 @@ func TestStatusPageInChromium(t *testing.T) {
 		"main/deploy/test #11 failed and no running build took the lock on",
 		"held 5h, longer than the pool's 1h timeout",
 		"0 stale", // the page shows the pools as the cycle left them
+		"Queue 3 waiting, in the order they are served",
+		"1 main/nightly/soak #90 any lock 1m",
+		"2 main/deploy/test #42 any lock 7m",
+		"3 main/deploy/smoke #8 lock env-2 3m",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the page does not show %q; it reads:\n%s", want, text)
@@ -143,6 +172,48 @@ func TestStatusPageInChromium(t *testing.T) {
 		if m := re.FindStringSubmatch(dom); m == nil || m[1] != width {
 			t.Errorf("age bar of %s: %v, want width %s", lock, m, width)
 		}
+	}
+	// The queue's rows, in the order the tickets are served; the holder links to
+	// its build.
+	var order []string
+	for _, m := range regexp.MustCompile(`<tr class="q-waiting" id="ticket-(\w+)">\s*<td class="pos">(\d+)</td>`).FindAllStringSubmatch(dom, -1) {
+		order = append(order, m[2]+":"+m[1])
+	}
+	if got := strings.Join(order, " "); got != "1:third 2:first 3:second" {
+		t.Errorf("queue rows %q, want 1:third 2:first 3:second", got)
+	}
+	if !strings.Contains(dom, `<a href="`+cc.URL+`/teams/main/pipelines/deploy/jobs/test/builds/42">main/deploy/test #42</a>`) {
+		t.Errorf("the waiting build main/deploy/test #42 does not link to its build")
+	}
+	// /api/pools carries the same queue.
+	code, body = d.get(t, "/api/pools")
+	var api struct {
+		Repos []struct {
+			Status struct {
+				Pools []struct {
+					Name  string `json:"name"`
+					Queue []struct {
+						Position *int   `json:"position"`
+						ID       string `json:"id"`
+						Wants    string `json:"wants"`
+					} `json:"queue"`
+				} `json:"pools"`
+			} `json:"status"`
+		} `json:"repos"`
+	}
+	if err := json.Unmarshal([]byte(body), &api); code != 200 || err != nil || len(api.Repos) != 1 {
+		t.Fatalf("GET /api/pools: %d %v\n%s", code, err, body)
+	}
+	var apiOrder []string
+	for _, p := range api.Repos[0].Status.Pools {
+		for _, q := range p.Queue {
+			if q.Position != nil {
+				apiOrder = append(apiOrder, fmt.Sprintf("%s %d:%s %s", p.Name, *q.Position, q.ID, q.Wants))
+			}
+		}
+	}
+	if got := strings.Join(apiOrder, ", "); got != "aws 1:third any lock, aws 2:first any lock, aws 3:second lock env-2" {
+		t.Errorf("/api/pools queues: %s", got)
 	}
 	for _, freed := range []string{"env-1", "env-4"} {
 		if strings.Contains(dom, `<td class="lock">`+freed+`</td>`) {
