@@ -8,6 +8,16 @@ import (
 // Ticket verdicts: a queue ticket is deleted (Stale), kept because its build is
 // running (Alive), or kept waiting (Held).
 
+// Ended says whether the evidence shows that the waiting build itself has ended
+// (succeeded, failed, errored or aborted): an answer about this very build, not an
+// error, a 404, or an answer that is, or may be, about another build. A build
+// that ended waits for nothing, so a lock that lands for it is given back; no
+// hand-off applies to a build that was still waiting.
+func Ended(b *Build) bool {
+	return b != nil && b.Err == "" && !b.NotFound && b.Foreign == "" && b.KeepOnly == "" &&
+		(dead(b.Status) || b.Status == "succeeded")
+}
+
 // TicketInput is the evidence about one queue ticket.
 type TicketInput struct {
 	Now     time.Time
@@ -24,11 +34,10 @@ type TicketInput struct {
 // that may be — the ticket's expiry decides.
 func DecideTicket(in TicketInput) Verdict {
 	b := in.Build
-	usable := b != nil && b.Err == "" && !b.NotFound && b.Foreign == ""
 	switch {
-	case usable && Running(b.Status):
+	case b != nil && b.Err == "" && !b.NotFound && b.Foreign == "" && Running(b.Status):
 		return Verdict{State: Alive, Rule: "build-running", Reason: fmt.Sprintf("%s is %s: its waiter renews the ticket", b.Name, b.Status)}
-	case usable && b.KeepOnly == "" && (dead(b.Status) || b.Status == "succeeded"):
+	case Ended(b):
 		return Verdict{State: Stale, Rule: "build-" + b.Status, Reason: fmt.Sprintf("%s %s, so nothing waits on this ticket", b.Name, b.Status)}
 	}
 	note, warning := "", ""
