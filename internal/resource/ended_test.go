@@ -4,8 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
+	"github.com/poolboy-ci/poolboy/internal/queue"
 	"github.com/poolboy-ci/poolboy/internal/testenv"
 )
 
@@ -88,5 +90,24 @@ func TestClaimForABuildThatEndedIsGivenBack(t *testing.T) {
 				t.Errorf("asked Concourse about the build: %v, want %v", asked, c.wait)
 			}
 		})
+	}
+}
+
+// The reap put deletes the pool's expired queue tickets too, and says so.
+func TestReapDeletesExpiredTickets(t *testing.T) {
+	t.Parallel()
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1"})
+	now := time.Now()
+	pushTicket(t, bare, queue.Ticket{ID: "dead", Seq: 1, Enqueued: now.Add(-time.Hour), Expires: now.Add(-time.Minute),
+		Want: []queue.Want{{Acquire: true}}, Holder: queue.Holder{Team: "main", Pipeline: "deploy", Job: "test", Build: "41", BuildID: "41"}})
+	log := &logBuffer{}
+	if _, err := out(t, context.Background(), t.TempDir(), src(fileURL(bare), "stale_timeout", "1h"), map[string]any{"reap": true}, jobEnv, log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "deleted queue ticket dead of main/deploy/test #41: expired") {
+		t.Errorf("log:\n%s", log)
+	}
+	if tk := tickets(t, bare); len(tk) != 0 {
+		t.Errorf("tickets left: %v", tk)
 	}
 }

@@ -66,6 +66,9 @@ func (o *outRun) reap(ctx context.Context) (*answer, error) {
 			freed = append(freed, f.Name)
 			fmt.Fprintf(o.log, "freed lock %s: %s (%s)\n", f.Name, oneLine(f.Verdict.Reason), f.Commit)
 		}
+		for _, d := range res.Tickets {
+			fmt.Fprintf(o.log, "deleted queue ticket %s of %s: %s (%s)\n", d.Ticket.ID, oneLine(d.Ticket.Holder.Owner().String()), oneLine(d.Verdict.Reason), d.Commit)
+		}
 	}
 	if err != nil {
 		return nil, err
