@@ -320,7 +320,7 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 		return nil, err
 	}
 	res := &Result{DryRun: dryRun}
-	// partial is what to return with an error: the frees that landed, if any.
+	// partial is what to return with an error: the frees and deletions that landed, if any.
 	partial := func() *Result {
 		if len(res.Freed)+len(res.Tickets) == 0 {
 			return nil

@@ -407,7 +407,8 @@ type pending struct {
 }
 
 // landed finishes an operation whose commit is on the remote branch: a claim that
-// landed after ctx ended is given straight back.
+// landed after ctx ended, or for a build that Concourse says ended while its put
+// waited, is given straight back.
 func (o *outRun) landed(ctx context.Context, commit string, pl plan) (*answer, error) {
 	if ctx.Err() != nil && pl.undo != nil {
 		if o.giveBack(ctx, commit, pl, "aborted while claiming") {
