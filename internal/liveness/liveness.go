@@ -53,6 +53,9 @@ type Claim struct {
 	Commit string
 	Time   time.Time // the commit's time; zero: unknown, the build's times are not compared
 	Owner  commitmsg.Owner
+	// Waiting marks a build waiting in a queue (Commit is then its ticket's
+	// path): it holds nothing yet, so no hand-off is looked for.
+	Waiting bool
 }
 
 // Source is one Concourse to ask.
@@ -278,8 +281,8 @@ func (w *Witness) judge(ctx context.Context, sem chan struct{}, s *source, c Cla
 	}
 	ev.Name, ev.Status = b.Display(), b.Status
 	ev.URL = s.page(b.ID)
-	if policy.Running(b.Status) || b.PipelineName == "" {
-		return ev // running, or a one-off build: nothing can have taken the lock on
+	if policy.Running(b.Status) || b.PipelineName == "" || c.Waiting {
+		return ev // running, a one-off build, or a waiter: nothing can have taken the lock on
 	}
 	to, err := w.handoff(ctx, sem, s, b, c.Commit)
 	if err != nil {

@@ -7,6 +7,9 @@
 //     been released, or released and claimed again, meanwhile.
 //   - Pools without a timeout, pools missing claimed/ or unclaimed/, and locks with an
 //     integrity problem are reported and never touched.
+//   - A queue ticket is deleted only if policy.DecideTicket says Stale on the state
+//     the push is built on (see tickets.go); a file that is not a ticket this
+//     version reads is never deleted.
 package reaper
 
 import (
@@ -292,8 +295,9 @@ type Freed struct {
 
 // Result is what clean did.
 type Result struct {
-	Report   *Report // the state the last decision was made on
-	Freed    []Freed // pushed, or planned on a dry run
+	Report   *Report         // the state the last decision was made on
+	Freed    []Freed         // pushed, or planned on a dry run
+	Tickets  []DeletedTicket // queue tickets deleted (see tickets.go), or planned on a dry run
 	DryRun   bool
 	Attempts int
 }
@@ -303,11 +307,12 @@ type Result struct {
 // built and pushed between other people's pushes wins the race.
 const maxBatch = 256
 
-// Clean frees every stale lock, one commit each, pushed fast-forward in batches of at
-// most maxBatch. After each batch that lands, what is left is decided again on the
-// new state; a lost race means fetch, halve the batch, decide again, and retry, up to
-// cfg.MaxAttempts lost races in a row. The Result holds every free that landed, also
-// when Clean gives up (it then returns both).
+// Clean frees every stale lock and deletes every dead queue ticket of the cleaned
+// pools, one commit each (frees first), pushed fast-forward in batches of at most
+// maxBatch. After each batch that lands, what is left is decided again on the new
+// state; a lost race means fetch, halve the batch, decide again, and retry, up to
+// cfg.MaxAttempts lost races in a row. The Result holds every free and deletion
+// that landed, also when Clean gives up (it then returns both).
 func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, error) {
 	cfg.defaults()
 	head, err := repo.Head(ctx)
@@ -315,9 +320,9 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 		return nil, err
 	}
 	res := &Result{DryRun: dryRun}
-	// partial is what to return with an error: the frees that landed, if any.
+	// partial is what to return with an error: the frees and deletions that landed, if any.
 	partial := func() *Result {
-		if len(res.Freed) == 0 {
+		if len(res.Freed)+len(res.Tickets) == 0 {
 			return nil
 		}
 		return res
@@ -330,26 +335,48 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 		}
 		res.Report = rep
 		stale := rep.Stale()
-		if dryRun || len(stale) == 0 {
+		dead, err := deadTickets(ctx, repo, cfg, rep)
+		if err != nil {
+			return partial(), err
+		}
+		if dryRun || len(stale)+len(dead) == 0 {
 			for _, l := range stale {
 				res.Freed = append(res.Freed, Freed{LockReport: l})
+			}
+			for _, t := range dead {
+				res.Tickets = append(res.Tickets, DeletedTicket{TicketReport: t})
 			}
 			return res, nil
 		}
 		n := min(len(stale), batch)
-		freed, err := commitFrees(ctx, repo, head, stale[:n], rep.At)
+		nt := min(len(dead), batch-n)
+		var freed []Freed
+		tip := head
+		if n > 0 {
+			if freed, err = commitFrees(ctx, repo, head, stale[:n], rep.At); err != nil {
+				return partial(), err
+			}
+			tip = freed[n-1].Commit
+		}
+		deleted, err := commitTickets(ctx, repo, tip, dead[:nt], rep.At)
 		if err != nil {
 			return partial(), err
 		}
-		tip := freed[n-1].Commit
+		if nt > 0 {
+			tip = deleted[nt-1].Commit
+		}
 		res.Attempts++
 		err = gitx.PushChecked(ctx, repo, head, tip)
 		if err == nil {
 			for _, f := range freed {
 				cfg.Log.Info("freed lock", "pool", f.Pool, "lock", f.Name, "commit", f.Commit, "reason", f.Verdict.Reason)
 			}
+			for _, d := range deleted {
+				cfg.Log.Info("deleted queue ticket", "pool", d.Pool, "ticket", d.Ticket.ID, "commit", d.Commit, "reason", d.Verdict.Reason)
+			}
 			res.Freed = append(res.Freed, freed...)
-			if n == len(stale) {
+			res.Tickets = append(res.Tickets, deleted...)
+			if n+nt == len(stale)+len(dead) {
 				return res, nil
 			}
 			head, lost, batch = tip, 0, min(2*batch, maxBatch)
@@ -361,7 +388,7 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 		if lost++; lost >= cfg.MaxAttempts {
 			return partial(), fmt.Errorf("gave up after %d attempts: the branch kept moving under us (%w)", lost, err)
 		}
-		batch = max(1, n/2)
+		batch = max(1, (n+nt)/2)
 		wait := cfg.Backoff(lost)
 		cfg.Log.Info("lost a push race; deciding again from the new state", "attempt", lost, "wait", wait, "batch", batch)
 		select {

@@ -83,9 +83,20 @@ type Owner struct {
 
 // Clean is what a clean run did (or would do, on a dry run).
 type Clean struct {
-	DryRun   bool    `json:"dry_run"`
-	Attempts int     `json:"attempts"`
-	Freed    []Freed `json:"freed"`
+	DryRun   bool            `json:"dry_run"`
+	Attempts int             `json:"attempts"`
+	Freed    []Freed         `json:"freed"`
+	Tickets  []DeletedTicket `json:"tickets_deleted"`
+}
+
+// DeletedTicket is one deleted queue ticket (see README, *Fair waiting*).
+type DeletedTicket struct {
+	Pool   string `json:"pool"`
+	Ticket string `json:"ticket"`           // its id: the file is .poolboy-queue/POOL/ID.json
+	Waiter string `json:"waiter"`           // the build that waited, for people
+	Commit string `json:"commit,omitempty"` // empty on a dry run
+	Rule   string `json:"rule"`
+	Reason string `json:"reason"`
 }
 
 // Freed is one freed lock.
@@ -136,6 +147,11 @@ func Build(repo, branch string, rep *reaper.Report, res *reaper.Result, queues Q
 		for _, f := range res.Freed {
 			d.Clean.Freed = append(d.Clean.Freed, Freed{Pool: f.Pool, Lock: f.Name, Commit: f.Commit,
 				Rule: f.Verdict.Rule, Reason: f.Verdict.Reason})
+		}
+		d.Clean.Tickets = []DeletedTicket{}
+		for _, t := range res.Tickets {
+			d.Clean.Tickets = append(d.Clean.Tickets, DeletedTicket{Pool: t.Pool, Ticket: t.Ticket.ID, Waiter: t.Ticket.Holder.Owner().String(),
+				Commit: t.Commit, Rule: t.Verdict.Rule, Reason: t.Verdict.Reason})
 		}
 	}
 	return d
@@ -254,7 +270,24 @@ func CleanText(w io.Writer, c *Clean) error {
 		}
 		fmt.Fprintf(w, "%s %s/%s%s: %s\n", verb, e(f.Pool), e(f.Lock), e(commit), e(f.Reason))
 	}
-	_, err := fmt.Fprintln(w, cleanSummary(c))
+	verb = "deleted"
+	if c.DryRun {
+		verb = "would delete"
+	}
+	for _, t := range c.Tickets {
+		commit := ""
+		if t.Commit != "" {
+			commit = " in " + short(t.Commit)
+		}
+		fmt.Fprintf(w, "%s queue ticket %s/%s of %s%s: %s\n", verb, e(t.Pool), e(t.Ticket), e(t.Waiter), e(commit), e(t.Reason))
+	}
+	summary := cleanSummary(c)
+	if n := len(c.Tickets); n > 0 && c.DryRun {
+		summary += fmt.Sprintf("; %d dead queue %s to delete", n, plural(n, "ticket"))
+	} else if n > 0 {
+		summary += fmt.Sprintf("; deleted %d queue %s", n, plural(n, "ticket"))
+	}
+	_, err := fmt.Fprintln(w, summary)
 	return err
 }
 

@@ -94,6 +94,7 @@ type outRun struct {
 	repo   *gitx.Repo
 	start  time.Time
 	q      *queueState // nil: the operation does not queue (see queue.go)
+	waited bool        // the put could not be done at once (it waited, or queued)
 }
 
 // step is what a step directory (params.release: NAME means DIR/NAME) says.
@@ -330,6 +331,7 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		case pl.done:
 			return o.answer(head, pl.lock), nil
 		case pl.wait != "":
+			o.waited = true
 			if err := o.timedOut(pl.wait); err != nil {
 				return nil, err
 			}
@@ -351,6 +353,7 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		err = o.push(ctx, head, commit)
 		switch {
 		case err == nil && pl.again:
+			o.waited = true
 			head = commit
 			continue
 		case err == nil:
@@ -404,13 +407,23 @@ type pending struct {
 }
 
 // landed finishes an operation whose commit is on the remote branch: a claim that
-// landed after ctx ended is given straight back.
+// landed after ctx ended, or for a build that Concourse says ended while its put
+// waited, is given straight back.
 func (o *outRun) landed(ctx context.Context, commit string, pl plan) (*answer, error) {
 	if ctx.Err() != nil && pl.undo != nil {
-		if o.giveBack(ctx, commit, pl) {
+		if o.giveBack(ctx, commit, pl, "aborted while claiming") {
 			return nil, aborted(ctx, fmt.Sprintf("stopped while claiming lock %s; gave it back", pl.lock))
 		}
 		return nil, aborted(ctx, fmt.Sprintf("stopped while claiming lock %s; it stays claimed by %s of this build", pl.lock, commit))
+	}
+	if pl.undo != nil && o.waited {
+		if b := o.endedWhileWaiting(ctx, commit, pl); b != nil {
+			why := fmt.Sprintf("Concourse says %s %s while this put waited for a lock", b.Name, b.Status)
+			if o.giveBack(ctx, commit, pl, "the build ended while it waited") {
+				return nil, fmt.Errorf("%s; gave lock %s back", why, pl.lock)
+			}
+			return nil, fmt.Errorf("%s; lock %s stays claimed by %s of this build until poolboy reaps it", why, pl.lock, commit)
+		}
 	}
 	subject, _, _ := strings.Cut(pl.msg, "\n")
 	fmt.Fprintf(o.log, "pushed %s: %s\n", commit, subject)
@@ -515,7 +528,7 @@ func (o *outRun) push(ctx context.Context, parent, commit string) error {
 // only, so only if nothing else happened since), best effort: if it cannot, the
 // claim names this build, and the reaper frees it once Concourse says the build
 // is over. It reports whether the lock was given back.
-func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) bool {
+func (o *outRun) giveBack(ctx context.Context, claim string, pl plan, why string) bool {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
 	defer cancel()
 	msg := o.holder.message("unclaiming", pl.lock, "Poolboy-Claim-Commit: "+claim)
@@ -524,10 +537,10 @@ func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) bool {
 		err = o.repo.Push(bg, c)
 	}
 	if err != nil {
-		fmt.Fprintf(o.log, "warning: aborted while claiming; lock %q stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", pl.lock, claim, err)
+		fmt.Fprintf(o.log, "warning: %s; lock %q stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", why, pl.lock, claim, err)
 		return false
 	}
-	fmt.Fprintf(o.log, "aborted while claiming; gave lock %q back (%s)\n", pl.lock, c)
+	fmt.Fprintf(o.log, "%s; gave lock %q back (%s)\n", why, pl.lock, c)
 	return true
 }
 

@@ -13,6 +13,20 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/reaper"
 )
 
+// witness asks the Concourses of the source (concourse_url, concourse_targets);
+// nil when none is configured.
+func (o *outRun) witness(opts liveness.Options) (*liveness.Witness, error) {
+	targets := o.src.concourseTargets()
+	if len(targets) == 0 {
+		return nil, nil
+	}
+	w, err := liveness.Connect(targets, opts)
+	if err != nil {
+		return nil, fmt.Errorf("invalid payload: %w", err)
+	}
+	return w, nil
+}
+
 // reap runs the pool boy's clean on this pool only: stale locks (by
 // source.stale_timeout, and by Concourse's word on their builds when
 // source.concourse_url is set) are freed, one commit each. The answer is the
@@ -24,11 +38,11 @@ func (o *outRun) reap(ctx context.Context) (*answer, error) {
 		ReapSucceeded: map[string]bool{o.src.Pool: o.src.ReapOnSuccess},
 		Log:           log,
 	}
-	if targets := o.src.concourseTargets(); len(targets) > 0 {
-		w, err := liveness.Connect(targets, liveness.Options{Log: log})
-		if err != nil {
-			return nil, fmt.Errorf("invalid payload: %w", err)
-		}
+	w, err := o.witness(liveness.Options{Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if w != nil {
 		// Only a non-nil Witness goes into the interface: a nil pointer in it would
 		// look like a configured Concourse.
 		cfg.Witness = w
@@ -51,6 +65,9 @@ func (o *outRun) reap(ctx context.Context) (*answer, error) {
 		for _, f := range res.Freed {
 			freed = append(freed, f.Name)
 			fmt.Fprintf(o.log, "freed lock %s: %s (%s)\n", f.Name, oneLine(f.Verdict.Reason), f.Commit)
+		}
+		for _, d := range res.Tickets {
+			fmt.Fprintf(o.log, "deleted queue ticket %s of %s: %s (%s)\n", d.Ticket.ID, oneLine(d.Ticket.Holder.Owner().String()), oneLine(d.Verdict.Reason), d.Commit)
 		}
 	}
 	if err != nil {
