@@ -77,6 +77,22 @@ func (r *Redactor) String(s string) string {
 	return userinfo.ReplaceAllString(s, "${1}:"+Mask+"@")
 }
 
+// Holds says whether s contains one of the secrets, by String's rules: a short
+// secret only as a word of its own. (URL passwords it was not given do not count.)
+func (r *Redactor) Holds(s string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, secret := range r.secrets {
+		if len(secret) >= MinLen && strings.Contains(s, secret) || len(secret) < MinLen && replaceWord(s, secret) != s {
+			return true
+		}
+	}
+	return false
+}
+
 // Clip is String, then Truncate: a secret cut in two by the limit would no longer
 // be recognised.
 func (r *Redactor) Clip(s string, max int) string {
