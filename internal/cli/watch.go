@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/watch"
 )
 
@@ -45,9 +45,7 @@ stops cleanly on SIGTERM or SIGINT. A bad config file exits 2 naming its line.`,
 
 func runWatch(ctx context.Context, cfg *watch.Config, verbose bool, stderr io.Writer) error {
 	// git inherits poolboy's environment: the secrets read are no business of it.
-	for _, name := range cfg.SecretEnv {
-		os.Unsetenv(name)
-	}
+	gitx.Conceal(cfg.Secrets...)
 	level := slog.LevelInfo
 	if verbose {
 		level = slog.LevelDebug

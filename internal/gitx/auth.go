@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,15 +199,7 @@ func shellQuote(s string) string {
 }
 
 func secretsOf(rawURL, proxy string, a Auth) []string {
-	var s []string
-	for _, raw := range []string{rawURL, proxy} {
-		if u, err := url.Parse(raw); err == nil {
-			if pw, ok := u.User.Password(); ok && pw != "" {
-				s = append(s, pw)
-			}
-		}
-	}
-	s = append(s, a.PrivateKeyPassphrase, a.Password)
+	s := append(redact.URLPasswords(rawURL, proxy), a.PrivateKeyPassphrase, a.Password)
 	// Any line of a key is secret, should git or ssh ever echo one.
 	return append(s, redact.KeyLines(string(a.PrivateKey))...)
 }

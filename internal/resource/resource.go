@@ -110,6 +110,7 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	if read {
 		s.src = req.Source
 		red.Add(s.src.secrets()...)
+		gitx.Conceal(s.src.secrets()...)
 		warnUnknown(s.log, "source", raw.Source, reflect.TypeFor[source]())
 		err = body(s, &req)
 	}

@@ -61,9 +61,9 @@ type Config struct {
 	// ReadToken, when set, is required to read the status page, /api/pools and
 	// /metrics (Authorization: Bearer, or ?token= for a browser).
 	ReadToken []byte
-	// SecretEnv names the environment variables secrets were read from, so the
-	// caller can remove them from the environment git inherits.
-	SecretEnv []string
+	// Secrets are the values read from *_env variables and *_file files, so the
+	// caller can keep them out of the environment git inherits (gitx.Conceal).
+	Secrets []string
 }
 
 // Repo is one lock repository to keep healthy.
@@ -164,8 +164,8 @@ func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 type loader struct {
 	file  string
 	lines map[string]int // "repos[0].pools.aws" -> its line
-	env   func(string) (string, bool)
-	used  []string
+	env     func(string) (string, bool)
+	secrets []string
 }
 
 func (l *loader) errf(path string, format string, args ...any) error {
@@ -357,7 +357,7 @@ func (l *loader) parse(data []byte) (*Config, error) {
 		names[r.Name] = i
 		cfg.Repos = append(cfg.Repos, r)
 	}
-	cfg.SecretEnv = l.used
+	cfg.Secrets = l.secrets
 	return cfg, nil
 }
 
@@ -482,7 +482,7 @@ func (l *loader) secret(path, key, envName, file string) (string, error) {
 		if !ok || v == "" {
 			return "", l.errf(path+key+"_env", "environment variable %s is not set or empty", envName)
 		}
-		l.used = append(l.used, envName)
+		l.secrets = append(l.secrets, v)
 		return v, nil
 	case file != "":
 		data, err := os.ReadFile(file)
@@ -493,6 +493,7 @@ func (l *loader) secret(path, key, envName, file string) (string, error) {
 		if v == "" {
 			return "", l.errf(path+key+"_file", "%s is empty", file)
 		}
+		l.secrets = append(l.secrets, v)
 		return v, nil
 	}
 	return "", nil
