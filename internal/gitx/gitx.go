@@ -394,6 +394,7 @@ func (r *Repo) command(ctx context.Context, env []string, args ...string) *exec.
 // ended, whatever git started that is still running is killed: nothing outlives
 // a cancelled command.
 func started(ctx context.Context, cmd *exec.Cmd) (wait func() error, err error) {
+	starting()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
