@@ -162,8 +162,8 @@ func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 }
 
 type loader struct {
-	file  string
-	lines map[string]int // "repos[0].pools.aws" -> its line
+	file    string
+	lines   map[string]int // "repos[0].pools.aws" -> its line
 	env     func(string) (string, bool)
 	secrets []string
 }
