@@ -2,21 +2,7 @@
 
 package gitx
 
-import (
-	"os"
-	"path/filepath"
-)
-
-// secretFile writes data to a 0600 file in the private directory dir gives:
-// without memfds this is the best there is, and a SIGKILL leaves it behind.
+// secretFile is diskSecret: without memfds there is nothing better.
 func secretFile(dir func() (string, error), name string, data []byte) (path string, close func(), err error) {
-	d, err := dir()
-	if err != nil {
-		return "", nil, err
-	}
-	path = filepath.Join(d, name)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", nil, err
-	}
-	return path, func() { os.Remove(path) }, nil
+	return diskSecret(dir, name, data)
 }
