@@ -49,11 +49,15 @@ const (
 
 // Config is a loaded, validated config file with its secrets resolved.
 type Config struct {
-	File         string
-	Listen       string
-	Interval     time.Duration
-	CycleTimeout time.Duration
-	CacheDir     string
+	File   string
+	Listen string
+	// WebhookListen, when set, is where /webhook/NAME is served instead of
+	// Listen: webhooks can then be exposed without the status page, /api/pools
+	// and /metrics.
+	WebhookListen string
+	Interval      time.Duration
+	CycleTimeout  time.Duration
+	CacheDir      string
 	// Concourse lists the Concourses to ask (concourse, then concourse_targets);
 	// none: the timeouts decide alone.
 	Concourse []concourse.Target
@@ -94,6 +98,7 @@ func (e *ConfigError) Error() string {
 // The file's shape. Secret values never appear here: only where to find them.
 type rawConfig struct {
 	Listen           string         `yaml:"listen"`
+	WebhookListen    string         `yaml:"webhook_listen"`
 	Interval         string         `yaml:"interval"`
 	CycleTimeout     string         `yaml:"cycle_timeout"`
 	CacheDir         string         `yaml:"cache_dir"`
@@ -299,6 +304,14 @@ func (l *loader) parse(data []byte) (*Config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return nil, l.errf("listen", "%q is not host:port (e.g. %s)", cfg.Listen, DefaultListen)
+	}
+	if cfg.WebhookListen = raw.WebhookListen; cfg.WebhookListen != "" {
+		if _, _, err := net.SplitHostPort(cfg.WebhookListen); err != nil {
+			return nil, l.errf("webhook_listen", "%q is not host:port (e.g. 0.0.0.0:9091)", cfg.WebhookListen)
+		}
+		if cfg.WebhookListen == cfg.Listen {
+			return nil, l.errf("webhook_listen", "%q is listen's address too: give the webhooks an address of their own, or leave webhook_listen out", cfg.WebhookListen)
+		}
 	}
 	if raw.Interval != "" {
 		d, err := time.ParseDuration(raw.Interval)
