@@ -3,11 +3,15 @@
 package gitx
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -86,5 +90,42 @@ func TestWatchdogRemovesWhatIsLeft(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("sleep ended with %v, want SIGKILL", err)
+	}
+}
+
+// On Linux no secret is written to a disk: nothing under TMPDIR (the clone, the
+// askpass scripts) holds the key, the password, the passphrase or the proxy's
+// password while the Repo is open.
+func TestSecretsAreNotOnDisk(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("memfds are Linux's; elsewhere secrets are 0600 files")
+	}
+	dir := remote(t, t.TempDir(), "locks.git", "main", 1)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	const keyLine = "notOnDiskKeyLineAAAAC3NzaC1lZDI1"
+	secrets := []string{keyLine, "not-on-disk-pw-5e1", "not-on-disk-passphrase-2a", "not-on-disk-proxy-pw-8c"}
+	r := mustOpen(t, Options{URL: dir, HTTPSProxy: "http://p:" + secrets[3] + "@127.0.0.1:1",
+		Auth: Auth{Username: "u", Password: secrets[1], PrivateKey: []byte("-----BEGIN KEY-----\n" + keyLine + "\n-----END KEY-----\n"), PrivateKeyPassphrase: secrets[2]}})
+	defer r.Close()
+	files := 0
+	err := filepath.WalkDir(tmp, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		files++
+		b, err := os.ReadFile(path)
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s holds %q", path, s)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 {
+		t.Fatal("nothing under TMPDIR: the test would prove nothing")
 	}
 }
