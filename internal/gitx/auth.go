@@ -32,8 +32,8 @@ cat "$POOLBOY_SSH_PASSPHRASE_FILE"
 
 // prepareAuth sets up the environment every git command runs with: credentials
 // through in-memory files (never arguments or variables), and the user's git
-// settings. What it writes to disk, in a private directory, holds no secret:
-// the askpass scripts.
+// settings. What it writes to disk, in a private directory, holds no secret
+// (the askpass scripts) where memfds work (see secretFile).
 func (r *Repo) prepareAuth() error {
 	a := r.opts.Auth
 	if len(a.PrivateKey) > 0 && a.PrivateKeyFile != "" {
