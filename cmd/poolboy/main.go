@@ -8,16 +8,27 @@ import (
 	"slices"
 
 	"github.com/poolboy-ci/poolboy/internal/cli"
+	"github.com/poolboy-ci/poolboy/internal/gitx"
 )
 
 func main() {
+	script := filepath.Base(os.Args[0])
+	if script == gitx.WatchdogName {
+		gitx.Watchdog(os.Stdin)
+		return
+	}
+	// The watchdog cleans up after a panic or a SIGKILL; without one (the binary
+	// cannot be found again), poolboy still works, unguarded.
+	if exe, err := os.Executable(); err == nil {
+		gitx.UseWatchdog(exe)
+	}
 	// SIGTERM is how Concourse aborts a step: stop waiting, push nothing more.
 	ctx := cli.Signals()
 	var code int
-	if script := filepath.Base(os.Args[0]); slices.Contains(cli.Scripts, script) {
+	if slices.Contains(cli.Scripts, script) {
 		code = cli.Resource(ctx, script, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, cli.OSEnv)
 	} else {
 		code = cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr, cli.OSEnv)
 	}
-	os.Exit(code)
+	cli.Exit(code)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/metrics"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 	"github.com/poolboy-ci/poolboy/internal/report"
 	"github.com/poolboy-ci/poolboy/internal/term"
 )
@@ -219,6 +220,9 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 	}
 	key, _ := o.env("POOL_REPO_SSH_PRIVATE_KEY")
 	passphrase, _ := o.env("POOL_REPO_SSH_PRIVATE_KEY_PASSPHRASE")
+	// No process poolboy starts inherits a variable holding any of these.
+	gitx.Conceal(append(redact.URLPasswords(o.repo, o.ccURL, o.pushURL),
+		append(redact.KeyLines(key), key, passphrase, o.password, o.ccPassword, o.ccToken)...)...)
 	if o.keyFile != "" {
 		if key != "" {
 			return nil, cfg, usageError{errors.New("give the SSH key either with --private-key-file or in POOL_REPO_SSH_PRIVATE_KEY, not both")}

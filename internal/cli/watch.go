@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/watch"
 )
 
@@ -45,9 +45,7 @@ stops cleanly on SIGTERM or SIGINT. A bad config file exits 2 naming its line.`,
 
 func runWatch(ctx context.Context, cfg *watch.Config, verbose bool, stderr io.Writer) error {
 	// git inherits poolboy's environment: the secrets read are no business of it.
-	for _, name := range cfg.SecretEnv {
-		os.Unsetenv(name)
-	}
+	gitx.Conceal(cfg.Secrets...)
 	level := slog.LevelInfo
 	if verbose {
 		level = slog.LevelDebug
@@ -62,10 +60,22 @@ func runWatch(ctx context.Context, cfg *watch.Config, verbose bool, stderr io.Wr
 		return fmt.Errorf("listen: %w", err)
 	}
 	ln = watch.LimitListener(ln, watch.MaxConns)
-	srv := d.Server()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("watching", "repos", len(cfg.Repos), "interval", cfg.Interval, "listen", ln.Addr().String(), "cache_dir", cfg.CacheDir)
+	servers := []*http.Server{d.Server()}
+	listeners := []net.Listener{ln}
+	if cfg.WebhookListen != "" {
+		hln, err := net.Listen("tcp", cfg.WebhookListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("webhook_listen: %w", err)
+		}
+		servers = append(servers, d.WebhookServer())
+		listeners = append(listeners, watch.LimitListener(hln, watch.MaxConns))
+	}
+	served := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { served <- fmt.Errorf("serving %s: %w", listeners[i].Addr(), srv.Serve(listeners[i])) }()
+	}
+	log.Info("watching", "repos", len(cfg.Repos), "interval", cfg.Interval, "listen", ln.Addr().String(), "webhook_listen", cfg.WebhookListen, "cache_dir", cfg.CacheDir)
 
 	dctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -82,9 +92,11 @@ func runWatch(ctx context.Context, cfg *watch.Config, verbose bool, stderr io.Wr
 	<-done // cycles in progress finished or abandoned; clones closed
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutdown)
+	for _, srv := range servers {
+		_ = srv.Shutdown(shutdown)
+	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serving %s: %w", cfg.Listen, err)
+		return err
 	}
 	log.Info("stopped")
 	return nil

@@ -163,3 +163,72 @@ repos:
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
 }
+
+// With webhook_listen, poolboy watch serves the webhooks there and not on
+// listen, and stops both servers when its context ends.
+func TestWatchServesWebhooksOnWebhookListen(t *testing.T) {
+	r := newLockRepo(t, "main")
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	hooks := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	path := writeConfig(t, fmt.Sprintf(`listen: %s
+webhook_listen: %s
+interval: 1h
+cache_dir: %s
+repos:
+  - name: locks
+    uri: file://%s
+    branch: main
+    pools: {aws: 1h}
+    webhook_secret_env: HOOK_SECRET
+`, addr, hooks, t.TempDir(), r.dir))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	exit := make(chan int, 1)
+	env := func(name string) (string, bool) { return "s3cret", name == "HOOK_SECRET" }
+	go func() { exit <- cli.Main(ctx, []string{"watch", "--config", path}, &stdout, &stderr, env) }()
+
+	hook := func(base string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+base+"/webhook/locks", strings.NewReader(`{"ref":"refs/heads/main"}`))
+		req.Header.Set("X-Gitlab-Token", "s3cret")
+		req.Header.Set("X-Gitlab-Event", "Push Hook")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for end := time.Now().Add(30 * time.Second); hook(hooks) != http.StatusAccepted; {
+		select {
+		case code := <-exit:
+			t.Fatalf("watch exited %d early:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no webhook served on webhook_listen:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	if code := hook(addr); code != http.StatusNotFound {
+		t.Errorf("webhook on listen: %d, want 404", code)
+	}
+	if resp, err := http.Get("http://" + hooks + "/api/pools"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/api/pools on webhook_listen: %v %v, want 404", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	cancel()
+	select {
+	case code := <-exit:
+		if code != cli.ExitOK {
+			t.Errorf("exit %d after cancel:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("watch did not stop after cancel")
+	}
+	if _, err := http.Get("http://" + hooks + "/healthz"); err == nil {
+		t.Error("webhook_listen still served after watch stopped")
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,22 +14,26 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
-// askpass answers git's username and password prompts from the environment, so
-// neither ever appears in a process argument or a file.
+// askpass answers git's username prompt from the environment and its password
+// prompt from the in-memory file the environment names: the password is in no
+// process argument and no environment.
 const askpass = `#!/bin/sh
 case "$1" in
 Username*) printf '%s\n' "$POOLBOY_GIT_USERNAME" ;;
-*) printf '%s\n' "$POOLBOY_GIT_PASSWORD" ;;
+*) cat "$POOLBOY_GIT_PASSWORD_FILE" ;;
 esac
 `
 
-// sshAskpass answers ssh's passphrase prompt from the environment.
+// sshAskpass answers ssh's passphrase prompt from the in-memory file the
+// environment names.
 const sshAskpass = `#!/bin/sh
-printf '%s\n' "$POOLBOY_SSH_PASSPHRASE"
+cat "$POOLBOY_SSH_PASSPHRASE_FILE"
 `
 
 // prepareAuth sets up the environment every git command runs with: credentials
-// through files and variables (never arguments), and the user's git settings.
+// through in-memory files (never arguments or variables), and the user's git
+// settings. What it writes to disk, in a private directory, holds no secret
+// (the askpass scripts) where memfds work (see secretFile).
 func (r *Repo) prepareAuth() error {
 	a := r.opts.Auth
 	if len(a.PrivateKey) > 0 && a.PrivateKeyFile != "" {
@@ -49,6 +52,22 @@ func (r *Repo) prepareAuth() error {
 		r.cleanup = append(r.cleanup, remove)
 		return dir, nil
 	}
+	secret := func(name string, data []byte) (string, error) {
+		path, closeIt, err := secretFile(private, name, data)
+		if err != nil {
+			return "", err
+		}
+		r.cleanup = append(r.cleanup, closeIt)
+		return path, nil
+	}
+	script := func(name, text string) (string, error) {
+		d, err := private()
+		if err != nil {
+			return "", err
+		}
+		path := filepath.Join(d, name)
+		return path, os.WriteFile(path, []byte(text), 0o700)
+	}
 	keyFile := a.PrivateKeyFile
 	if keyFile != "" {
 		if _, err := os.Stat(keyFile); err != nil {
@@ -66,12 +85,8 @@ func (r *Repo) prepareAuth() error {
 		if !bytes.HasSuffix(key, []byte("\n")) {
 			key = append(append([]byte{}, key...), '\n')
 		}
-		d, err := private()
-		if err != nil {
-			return err
-		}
-		keyFile = filepath.Join(d, "key")
-		if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		var err error
+		if keyFile, err = secret("key", key); err != nil {
 			return err
 		}
 	}
@@ -91,17 +106,16 @@ func (r *Repo) prepareAuth() error {
 		}
 		if a.PrivateKeyPassphrase != "" {
 			// BatchMode would stop ssh from asking; SSH_ASKPASS_REQUIRE=force makes it
-			// ask our script, which reads the passphrase from the environment.
-			d, err := private()
+			// ask our script, which reads the passphrase from memory.
+			pass, err := secret("passphrase", []byte(a.PrivateKeyPassphrase+"\n"))
 			if err != nil {
 				return err
 			}
-			script := filepath.Join(d, "ssh-askpass")
-			if err := os.WriteFile(script, []byte(sshAskpass), 0o700); err != nil {
+			ask, err := script("ssh-askpass", sshAskpass)
+			if err != nil {
 				return err
 			}
-			r.env = append(r.env, "SSH_ASKPASS="+script, "SSH_ASKPASS_REQUIRE=force",
-				"POOLBOY_SSH_PASSPHRASE="+a.PrivateKeyPassphrase)
+			r.env = append(r.env, "SSH_ASKPASS="+ask, "SSH_ASKPASS_REQUIRE=force", "POOLBOY_SSH_PASSPHRASE_FILE="+pass)
 		} else {
 			ssh += " -o BatchMode=yes"
 		}
@@ -110,19 +124,15 @@ func (r *Repo) prepareAuth() error {
 	// The stall bound comes first, so the pool resource's git_config can change it.
 	config := append(lowSpeed(), r.opts.GitConfig...)
 	if a.Username != "" || a.Password != "" {
-		d, err := private()
+		pass, err := secret("password", []byte(a.Password))
 		if err != nil {
 			return err
 		}
-		script := filepath.Join(d, "askpass")
-		if err := os.WriteFile(script, []byte(askpass), 0o700); err != nil {
+		ask, err := script("askpass", askpass)
+		if err != nil {
 			return err
 		}
-		r.env = append(r.env,
-			"GIT_ASKPASS="+script,
-			"POOLBOY_GIT_USERNAME="+a.Username,
-			"POOLBOY_GIT_PASSWORD="+a.Password,
-		)
+		r.env = append(r.env, "GIT_ASKPASS="+ask, "POOLBOY_GIT_USERNAME="+a.Username, "POOLBOY_GIT_PASSWORD_FILE="+pass)
 		// A credential helper from the user's config would store our password.
 		config = append(config, ConfigEntry{"credential.helper", ""})
 	}
@@ -132,14 +142,42 @@ func (r *Repo) prepareAuth() error {
 	if r.opts.SkipSSLVerify {
 		r.env = append(r.env, "GIT_SSL_NO_VERIFY=true")
 	}
-	// Settings travel in the environment, not as -c arguments: a value may be secret.
-	if len(config) > 0 {
-		r.env = append(r.env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(config)))
-		for i, c := range config {
-			r.env = append(r.env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, c.Name), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, c.Value))
-		}
+	// Settings reach git in a file included from the environment: as -c arguments
+	// or GIT_CONFIG_VALUE_n variables a secret value (a proxy's password, an
+	// extraHeader's token) would show in git's arguments or environment.
+	text, err := configText(config)
+	if err != nil {
+		return err
 	}
+	path, err := secret("config", text)
+	if err != nil {
+		return err
+	}
+	r.env = append(r.env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=include.path", "GIT_CONFIG_VALUE_0="+path)
 	return nil
+}
+
+// configText writes settings in git's config file syntax.
+func configText(entries []ConfigEntry) ([]byte, error) {
+	var b bytes.Buffer
+	for _, e := range entries {
+		first, last := strings.Index(e.Name, "."), strings.LastIndex(e.Name, ".")
+		if first <= 0 || last == len(e.Name)-1 || strings.ContainsAny(e.Name, "\n\x00") {
+			return nil, fmt.Errorf("git setting %q: want section.key or section.subsection.key", e.Name)
+		}
+		if first == last {
+			fmt.Fprintf(&b, "[%s]\n", e.Name[:first])
+		} else {
+			fmt.Fprintf(&b, "[%s %s]\n", e.Name[:first], configQuote(e.Name[first+1:last]))
+		}
+		fmt.Fprintf(&b, "\t%s = %s\n", e.Name[last+1:], configQuote(e.Value))
+	}
+	return b.Bytes(), nil
+}
+
+// configQuote is s as a quoted string of git's config syntax.
+func configQuote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`).Replace(s) + `"`
 }
 
 // StallTimeout is how long git waits on a remote that sends nothing before it
@@ -161,15 +199,7 @@ func shellQuote(s string) string {
 }
 
 func secretsOf(rawURL, proxy string, a Auth) []string {
-	var s []string
-	for _, raw := range []string{rawURL, proxy} {
-		if u, err := url.Parse(raw); err == nil {
-			if pw, ok := u.User.Password(); ok && pw != "" {
-				s = append(s, pw)
-			}
-		}
-	}
-	s = append(s, a.PrivateKeyPassphrase, a.Password)
+	s := append(redact.URLPasswords(rawURL, proxy), a.PrivateKeyPassphrase, a.Password)
 	// Any line of a key is secret, should git or ssh ever echo one.
 	return append(s, redact.KeyLines(string(a.PrivateKey))...)
 }

@@ -3,9 +3,10 @@
 // fast-forward only. It shells out to the git CLI, so every transport git knows
 // (local path, file://, git://, ssh, http(s)) works the way the user's git does.
 //
-// Secrets never reach a process argument: an SSH key goes to a 0600 file named in
-// GIT_SSH_COMMAND, an HTTP password reaches git through GIT_ASKPASS and the
-// environment, and every error and log line is passed through Redact.
+// Secrets never reach a process argument or environment: an SSH key, an HTTP
+// password, a key passphrase and git settings go to in-memory files (on Linux;
+// 0600 files elsewhere) that ssh, the askpass scripts and git read, and every
+// error and log line is passed through Redact.
 package gitx
 
 import (
@@ -139,7 +140,9 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		opts.CacheDir = abs
 	}
 	r := &Repo{opts: opts, log: opts.Logger}
-	r.red = redact.New(secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)...)
+	secrets := secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)
+	r.red = redact.New(secrets...)
+	Conceal(secrets...)
 	if err := r.prepareAuth(); err != nil {
 		r.Close()
 		return nil, err
@@ -391,6 +394,7 @@ func (r *Repo) command(ctx context.Context, env []string, args ...string) *exec.
 // ended, whatever git started that is still running is killed: nothing outlives
 // a cancelled command.
 func started(ctx context.Context, cmd *exec.Cmd) (wait func() error, err error) {
+	starting()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -411,17 +415,30 @@ func started(ctx context.Context, cmd *exec.Cmd) (wait func() error, err error) 
 	}, nil
 }
 
+// concealed is every secret the program has read, in gitx or outside it.
+var concealed = redact.New()
+
+// Conceal tells gitx of secrets read outside it (Concourse credentials, a
+// Pushgateway password, values of the watch config's *_env variables): no
+// process gitx starts (git, and through it ssh and the askpass helpers)
+// inherits a variable whose value holds one. Open conceals the Repo's own.
+func Conceal(secrets ...string) { concealed.Add(secrets...) }
+
 // childEnv is the environment git runs with: the caller's, without poolboy's own
-// secrets (git has no use for them), and set up so git never prompts, speaks one
-// language, and reads pathspecs literally (lock names may contain '*').
+// secret variables and without any variable holding a secret it read (git has
+// no use for them), and set up so git never prompts, speaks one language, and
+// reads pathspecs literally (lock names may contain '*').
 func childEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
+		name, value, _ := strings.Cut(kv, "=")
 		switch name {
 		case "POOL_REPO_PASSWORD", "POOL_REPO_SSH_PRIVATE_KEY", "POOL_REPO_SSH_PRIVATE_KEY_PASSPHRASE", "CONCOURSE_PASSWORD", "CONCOURSE_TOKEN",
 			"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LC_ALL", "LANG", "LANGUAGE",
 			"GIT_CONFIG_COUNT", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE":
+			continue
+		}
+		if concealed.Holds(value) {
 			continue
 		}
 		env = append(env, kv)

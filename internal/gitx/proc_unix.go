@@ -14,9 +14,12 @@ import (
 // hold its pipes open, and killing git alone leaves them waiting on a stalled
 // server forever. SIGTERM, not SIGKILL, so git removes its lock files.
 func ownGroup(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	newGroup(cmd)
 	cmd.Cancel = func() error { return signalGroup(cmd.Process.Pid, syscall.SIGTERM) }
 }
+
+// newGroup makes cmd the leader of a new process group.
+func newGroup(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} }
 
 // killGroup sends SIGKILL to what is left of the group led by pid.
 func killGroup(pid int) { _ = signalGroup(pid, syscall.SIGKILL) }

@@ -674,21 +674,49 @@ func TestHostileInputCatalogue(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Secret canaries.
 
-// spy puts git and ssh first on PATH: each appends its arguments to the returned
-// log and runs the real binary.
-func spy(t *testing.T) string {
+// spy puts git and ssh first on PATH: each appends its arguments to the first
+// log and its environment (/proc/PID/environ, as the process was started) to the
+// second, and runs the real binary.
+func spy(t *testing.T) (args, environ string) {
 	t.Helper()
 	bin := t.TempDir()
 	log := filepath.Join(bin, "args.log")
+	envLog := filepath.Join(bin, "environ.log")
 	for _, name := range []string{"git", "ssh"} {
 		real := testenv.RequireCommand(t, name)
-		script := "#!/bin/sh\nprintf '%s %s\\n' " + name + " \"$*\" >> " + log + "\nexec " + real + " \"$@\"\n"
+		script := "#!/bin/sh\nprintf '%s %s\\n' " + name + " \"$*\" >> " + log + "\n" +
+			"{ echo \"== " + name + " $$\"; tr '\\0' '\\n' < /proc/$$/environ; } >> " + envLog + "\n" +
+			"exec " + real + " \"$@\"\n"
 		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	return log
+	return log, envLog
+}
+
+// inEnv runs f with vars in the process environment, which every child of an
+// in-process poolboy inherits, as a real poolboy's children inherit its own.
+func inEnv(vars map[string]string, f func()) {
+	for k, v := range vars {
+		os.Setenv(k, v)
+	}
+	defer func() {
+		for k := range vars {
+			os.Unsetenv(k)
+		}
+	}()
+	f()
+}
+
+// copies is vars, each also under a second name poolboy does not know (a CI
+// system that exports a secret twice): a child must not inherit either.
+func copies(vars map[string]string) map[string]string {
+	all := map[string]string{}
+	for k, v := range vars {
+		all[k], all["COPY_OF_"+k] = v, v
+	}
+	return all
 }
 
 func httpGet(t *testing.T, url string) string {
@@ -707,7 +735,7 @@ func TestSecretCanaries(t *testing.T) {
 		testenv.RequireCommand(t, c)
 	}
 	t.Setenv("HOME", t.TempDir()) // ssh's known_hosts
-	argsLog := spy(t)
+	argsLog, envLog := spy(t)
 	stamp := fmt.Sprintf("%x", time.Now().UnixNano())
 	var (
 		repoPW     = "canary-repo-pw-" + stamp
@@ -780,7 +808,12 @@ func TestSecretCanaries(t *testing.T) {
 		if pushURL != "" {
 			args = append(args, "--pushgateway-url", pushURL)
 		}
-		r := runCLI(t, c.env, args...)
+		vars := copies(c.env)
+		if pushURL != "" {
+			vars["POOLBOY_PUSHGATEWAY_URL"] = pushURL
+		}
+		var r cliResult
+		inEnv(vars, func() { r = runCLI(t, c.env, args...) })
 		if r.code != 0 && !strings.Contains(c.name, "wrong") {
 			t.Errorf("%s: exit %d: %s", c.name, r.code, r.stderr)
 		}
@@ -792,6 +825,10 @@ func TestSecretCanaries(t *testing.T) {
 	// The resource over SSH (key + passphrase) and HTTP (username/password).
 	sshSrc := src(sshURL, "private_key", string(lockedKey), "private_key_passphrase", passphrase)
 	httpSrc := src(httpURL, "username", "bot", "password", repoPW)
+	// The sources' secrets are also in variables of the step's environment.
+	for k, v := range map[string]string{"STEP_REPO_PW": repoPW, "STEP_PASSPHRASE": passphrase, "STEP_KEY": string(lockedKey)} {
+		t.Setenv(k, v)
+	}
 	for _, s := range []struct {
 		name string
 		src  map[string]any
@@ -881,6 +918,9 @@ repos:
 	ctx, cancel := context.WithCancel(context.Background())
 	var wout, werr bytes.Buffer
 	done := make(chan int)
+	for k, v := range copies(watchEnv) {
+		t.Setenv(k, v)
+	}
 	go func() {
 		done <- cli.Main(ctx, []string{"watch", "--config", cfgFile, "--verbose"}, &wout, &werr,
 			func(k string) (string, bool) { v, ok := watchEnv[k]; return v, ok })
@@ -945,6 +985,15 @@ repos:
 		record("pushgateway", gw.Metrics(t))
 		paths++
 	}
+	// Read before the test's own git below, which runs with the variables set.
+	environs, err := os.ReadFile(envLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(environs), "== ssh ") || !strings.Contains(string(environs), "== git ") {
+		t.Errorf("the spies recorded no ssh or no git environment: %q", clip(string(environs)))
+	}
+	record("process environments", string(environs))
 	record("remote history", testenv.Git(t, bare, "log", "--all", "--format=raw"))
 	args, err := os.ReadFile(argsLog)
 	if err != nil {

@@ -77,6 +77,22 @@ func (r *Redactor) String(s string) string {
 	return userinfo.ReplaceAllString(s, "${1}:"+Mask+"@")
 }
 
+// Holds says whether s contains one of the secrets, by String's rules: a short
+// secret only as a word of its own. (URL passwords it was not given do not count.)
+func (r *Redactor) Holds(s string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, secret := range r.secrets {
+		if len(secret) >= MinLen && strings.Contains(s, secret) || len(secret) < MinLen && replaceWord(s, secret) != s {
+			return true
+		}
+	}
+	return false
+}
+
 // Clip is String, then Truncate: a secret cut in two by the limit would no longer
 // be recognised.
 func (r *Redactor) Clip(s string, max int) string {
@@ -110,6 +126,19 @@ func Truncate(s string, max int) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// URLPasswords lists the passwords written into URLs ("scheme://user:password@host").
+func URLPasswords(urls ...string) []string {
+	var list []string
+	for _, raw := range urls {
+		if u, err := url.Parse(raw); err == nil {
+			if pw, ok := u.User.Password(); ok && pw != "" {
+				list = append(list, pw)
+			}
+		}
+	}
+	return list
 }
 
 // KeyLines lists the lines of a PEM private key that are secret: every line but

@@ -3,6 +3,7 @@ package redact
 import (
 	"bytes"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -99,5 +100,33 @@ func TestKeyLines(t *testing.T) {
 	got := KeyLines(key)
 	if len(got) != 2 || got[0] != "b3BlbnNzaC1rZXktdjEAAAAA" || got[1] != "QyNTUxOQAAACD" {
 		t.Errorf("KeyLines = %q", got)
+	}
+}
+
+func TestHolds(t *testing.T) {
+	r := New("long-secret-value", "xy9")
+	for s, want := range map[string]bool{
+		"Bearer long-secret-value":    true,
+		"the xy9 word":                true,
+		"abxy9cd":                     false, // a short secret only as a word
+		"https://u:other@host":        false, // URL passwords it was not given do not count
+		"nothing here":                false,
+		"long-secret-valu":            false,
+		"a%20b long-secret-value end": true,
+	} {
+		if got := r.Holds(s); got != want {
+			t.Errorf("Holds(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if (*Redactor)(nil).Holds("anything") {
+		t.Error("a nil redactor holds something")
+	}
+}
+
+func TestURLPasswords(t *testing.T) {
+	got := URLPasswords("https://u:p%40ss@host/x", "https://u@host", "ssh://git@host/x", "", "not a url", "http://:only-pw@h")
+	want := []string{"p@ss", "only-pw"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

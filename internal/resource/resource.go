@@ -109,7 +109,9 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	read := err == nil // decode says itself when the abort came while reading
 	if read {
 		s.src = req.Source
-		red.Add(s.src.secrets()...)
+		secrets := s.src.secrets()
+		red.Add(secrets...)
+		gitx.Conceal(secrets...)
 		warnUnknown(s.log, "source", raw.Source, reflect.TypeFor[source]())
 		err = body(s, &req)
 	}

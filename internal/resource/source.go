@@ -502,12 +502,6 @@ func (s *source) secrets() []string {
 	if s.HTTPSTunnel != nil {
 		list = append(list, s.HTTPSTunnel.ProxyPassword)
 	}
-	for _, raw := range urls {
-		if u, err := url.Parse(raw); err == nil {
-			if pw, ok := u.User.Password(); ok && pw != "" {
-				list = append(list, pw)
-			}
-		}
-	}
+	list = append(list, redact.URLPasswords(urls...)...)
 	return append(list, redact.KeyLines(s.PrivateKey)...)
 }

@@ -49,11 +49,15 @@ const (
 
 // Config is a loaded, validated config file with its secrets resolved.
 type Config struct {
-	File         string
-	Listen       string
-	Interval     time.Duration
-	CycleTimeout time.Duration
-	CacheDir     string
+	File   string
+	Listen string
+	// WebhookListen, when set, is where /webhook/NAME is served instead of
+	// Listen: webhooks can then be exposed without the status page, /api/pools
+	// and /metrics.
+	WebhookListen string
+	Interval      time.Duration
+	CycleTimeout  time.Duration
+	CacheDir      string
 	// Concourse lists the Concourses to ask (concourse, then concourse_targets);
 	// none: the timeouts decide alone.
 	Concourse []concourse.Target
@@ -61,9 +65,9 @@ type Config struct {
 	// ReadToken, when set, is required to read the status page, /api/pools and
 	// /metrics (Authorization: Bearer, or ?token= for a browser).
 	ReadToken []byte
-	// SecretEnv names the environment variables secrets were read from, so the
-	// caller can remove them from the environment git inherits.
-	SecretEnv []string
+	// Secrets are the values read from *_env variables and *_file files, so the
+	// caller can keep them out of the environment git inherits (gitx.Conceal).
+	Secrets []string
 }
 
 // Repo is one lock repository to keep healthy.
@@ -94,6 +98,7 @@ func (e *ConfigError) Error() string {
 // The file's shape. Secret values never appear here: only where to find them.
 type rawConfig struct {
 	Listen           string         `yaml:"listen"`
+	WebhookListen    string         `yaml:"webhook_listen"`
 	Interval         string         `yaml:"interval"`
 	CycleTimeout     string         `yaml:"cycle_timeout"`
 	CacheDir         string         `yaml:"cache_dir"`
@@ -162,10 +167,10 @@ func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 }
 
 type loader struct {
-	file  string
-	lines map[string]int // "repos[0].pools.aws" -> its line
-	env   func(string) (string, bool)
-	used  []string
+	file    string
+	lines   map[string]int // "repos[0].pools.aws" -> its line
+	env     func(string) (string, bool)
+	secrets []string
 }
 
 func (l *loader) errf(path string, format string, args ...any) error {
@@ -300,6 +305,14 @@ func (l *loader) parse(data []byte) (*Config, error) {
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return nil, l.errf("listen", "%q is not host:port (e.g. %s)", cfg.Listen, DefaultListen)
 	}
+	if cfg.WebhookListen = raw.WebhookListen; cfg.WebhookListen != "" {
+		if _, _, err := net.SplitHostPort(cfg.WebhookListen); err != nil {
+			return nil, l.errf("webhook_listen", "%q is not host:port (e.g. 0.0.0.0:9091)", cfg.WebhookListen)
+		}
+		if cfg.WebhookListen == cfg.Listen {
+			return nil, l.errf("webhook_listen", "%q is listen's address too: give the webhooks an address of their own, or leave webhook_listen out", cfg.WebhookListen)
+		}
+	}
 	if raw.Interval != "" {
 		d, err := time.ParseDuration(raw.Interval)
 		if err != nil || d <= 0 {
@@ -357,7 +370,7 @@ func (l *loader) parse(data []byte) (*Config, error) {
 		names[r.Name] = i
 		cfg.Repos = append(cfg.Repos, r)
 	}
-	cfg.SecretEnv = l.used
+	cfg.Secrets = l.secrets
 	return cfg, nil
 }
 
@@ -482,7 +495,7 @@ func (l *loader) secret(path, key, envName, file string) (string, error) {
 		if !ok || v == "" {
 			return "", l.errf(path+key+"_env", "environment variable %s is not set or empty", envName)
 		}
-		l.used = append(l.used, envName)
+		l.secrets = append(l.secrets, v)
 		return v, nil
 	case file != "":
 		data, err := os.ReadFile(file)
@@ -493,6 +506,7 @@ func (l *loader) secret(path, key, envName, file string) (string, error) {
 		if v == "" {
 			return "", l.errf(path+key+"_file", "%s is empty", file)
 		}
+		l.secrets = append(l.secrets, v)
 		return v, nil
 	}
 	return "", nil

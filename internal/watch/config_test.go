@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,8 +159,8 @@ func TestReadTokenConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(cfg.ReadToken) != "tok-123" || !strings.Contains(strings.Join(cfg.SecretEnv, ","), "READ_TOKEN") {
-		t.Errorf("ReadToken %q, SecretEnv %v", cfg.ReadToken, cfg.SecretEnv)
+	if string(cfg.ReadToken) != "tok-123" || !slices.Contains(cfg.Secrets, "tok-123") {
+		t.Errorf("ReadToken %q, Secrets %q", cfg.ReadToken, cfg.Secrets)
 	}
 	if cfg, err := Parse("watch.yaml", []byte(base), fakeEnv(nil)); err != nil || cfg.ReadToken != nil {
 		t.Errorf("no read token configured: %q, %v", cfg.ReadToken, err)

@@ -24,7 +24,8 @@ const APISchema = "poolboy.watch/v1"
 // maxWebhookBody bounds a webhook payload (push payloads are far smaller).
 const maxWebhookBody = 1 << 20
 
-// Handler serves /healthz, /readyz, /metrics, /api/pools and /webhook/NAME. With a
+// Handler serves /healthz, /readyz, /metrics, /api/pools and, unless the config
+// gives them an address of their own (WebhookHandler), /webhook/NAME. With a
 // read token, the page, /api/pools and /metrics need it; the probes and the
 // webhooks (signed by their own secret) do not.
 func (d *Daemon) Handler() http.Handler {
@@ -49,6 +50,18 @@ func (d *Daemon) Handler() http.Handler {
 	mux.Handle("GET /metrics", d.readable(promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{Registry: d.metrics.reg})))
 	mux.Handle("GET /api/pools", d.readable(http.HandlerFunc(d.servePools)))
 	mux.Handle("GET /{$}", d.readable(http.HandlerFunc(d.servePage)))
+	if d.cfg.WebhookListen == "" {
+		mux.HandleFunc("POST /webhook/{repo}", d.serveWebhook)
+	}
+	return mux
+}
+
+// WebhookHandler serves /webhook/NAME and /healthz alone, for webhook_listen.
+func (d *Daemon) WebhookHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("POST /webhook/{repo}", d.serveWebhook)
 	return mux
 }

@@ -26,9 +26,14 @@ const (
 
 // Server is the daemon's HTTP server with the bounds above; serve it on
 // LimitListener(ln, MaxConns).
-func (d *Daemon) Server() *http.Server {
+func (d *Daemon) Server() *http.Server { return server(d.Handler()) }
+
+// WebhookServer is Server for WebhookHandler (webhook_listen), with the same bounds.
+func (d *Daemon) WebhookServer() *http.Server { return server(d.WebhookHandler()) }
+
+func server(h http.Handler) *http.Server {
 	return &http.Server{
-		Handler:           d.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,
