@@ -291,7 +291,7 @@ func (o *outRun) operate(ctx context.Context) (*answer, error) {
 	}
 	if o.step.metadata != nil {
 		var err error
-		if o.step.blob, err = writeBlob(ctx, o.repo, o.step.metadata); err != nil {
+		if o.step.blob, err = pool.WriteBlob(ctx, o.repo, o.step.metadata); err != nil {
 			return nil, err
 		}
 	}
