@@ -70,6 +70,7 @@ func NewPoolMetrics(reg prometheus.Registerer, now func() time.Time) *PoolMetric
 }
 
 // Observe records doc as repo's pools now: poolboy_locks, poolboy_stale_locks,
+// poolboy_locks_on_hold,
 // poolboy_lock_claim_age_seconds and poolboy_pool_timeout_seconds follow the last
 // doc observed for each repo, so a lock or pool that is gone leaves no series.
 func (m *PoolMetrics) Observe(repo string, doc report.Doc) {
@@ -115,6 +116,8 @@ var (
 		"Claimed locks judged stale at the last successful cycle and not freed (yet).", []string{"repo", "pool"}, nil)
 	ageDesc = prometheus.NewDesc("poolboy_lock_claim_age_seconds",
 		"How long each held lock has been claimed, now (from its claim commit).", []string{"repo", "pool", "lock"}, nil)
+	onHoldDesc = prometheus.NewDesc("poolboy_locks_on_hold",
+		"Claimed locks kept on purpose by a hold (poolboy hold) that had not expired at the last successful cycle.", []string{"repo", "pool"}, nil)
 	timeoutDesc = prometheus.NewDesc("poolboy_pool_timeout_seconds",
 		"Each watched pool's stale timeout.", []string{"repo", "pool"}, nil)
 )
@@ -125,6 +128,7 @@ type poolCollector struct{ m *PoolMetrics }
 func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- locksDesc
 	ch <- staleDesc
+	ch <- onHoldDesc
 	ch <- ageDesc
 	ch <- timeoutDesc
 }
@@ -148,6 +152,7 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Claimed), repo, pool, "claimed")
 			ch <- prometheus.MustNewConstMetric(locksDesc, prometheus.GaugeValue, float64(p.Unclaimed), repo, pool, "unclaimed")
 			ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, float64(p.Stale), repo, pool)
+			ch <- prometheus.MustNewConstMetric(onHoldDesc, prometheus.GaugeValue, float64(p.OnHold), repo, pool)
 			if p.TimeoutSeconds != nil {
 				ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.GaugeValue, float64(*p.TimeoutSeconds), repo, pool)
 			}
