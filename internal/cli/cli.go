@@ -77,6 +77,7 @@ type options struct {
 	ccInsecure                         bool
 	ccInsecureSet                      bool // --concourse-insecure or CONCOURSE_INSECURE was given
 	reapSucceeded                      string
+	reapTo                             string
 
 	pushURL string // --pushgateway-url
 }
@@ -119,7 +120,8 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	f.BoolVar(&o.verbose, "verbose", false, "log every git command and decision to stderr")
 	annotate(f, "verbose", "POOLBOY_VERBOSE")
 
-	root.AddCommand(o.repoFlags(statusCmd(o)), o.repoFlags(cleanCmd(o)), o.repoFlags(doctorCmd(o)), demoCmd(), resourceCmd(env), watchCmd(o))
+	root.AddCommand(o.repoFlags(statusCmd(o)), o.repoFlags(cleanCmd(o)), o.repoFlags(doctorCmd(o)), demoCmd(), resourceCmd(env), watchCmd(o),
+		holdCmd(o), unholdCmd(o), releaseCmd(o))
 	return root
 }
 
@@ -148,6 +150,7 @@ func (o *options) repoFlags(cmd *cobra.Command) *cobra.Command {
 	annotate(f, "concourse-insecure", "CONCOURSE_INSECURE")
 	flag(f, &o.ccCACert, "concourse-ca-cert", "", "PEM file of a CA to trust for Concourse, on top of the system's", "CONCOURSE_CA_CERT")
 	flag(f, &o.pushURL, "pushgateway-url", "", "after the run, push its metrics (the watch daemon's poolboy_* families) to this Prometheus Pushgateway, job poolboy, grouping key repo; user:password@ in it is sent as basic auth", "POOLBOY_PUSHGATEWAY_URL")
+	flag(f, &o.reapTo, "reap-to", "", "pools (from --pools) whose reaped locks go to a quarantine pool's unclaimed/ instead of their own, for a janitor job to clean: pool:quarantine,...", "POOLBOY_REAP_TO")
 	flag(f, &o.reapSucceeded, "reap-on-success", "", "pools (comma-separated, from --pools) whose locks are freed as soon as their build succeeded, for jobs that never pass locks on", "POOLBOY_REAP_ON_SUCCESS")
 	return cmd
 }
@@ -195,6 +198,9 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 	}
 	cfg.Timeouts = timeouts
 	if cfg.ReapSucceeded, err = parseReapSucceeded(o.reapSucceeded, timeouts); err != nil {
+		return nil, cfg, usageError{err}
+	}
+	if cfg.ReapTo, err = parseReapTo(o.reapTo, timeouts); err != nil {
 		return nil, cfg, usageError{err}
 	}
 	if o.output != "text" && o.output != "json" {
@@ -386,7 +392,7 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	if cmd.HasSubCommands() {
-		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, doctor, demo, resource, watch)", args[0])}
+		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, doctor, hold, unhold, release, demo, resource, watch)", args[0])}
 	}
 	return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.Name(), args[0])}
 }
