@@ -85,8 +85,12 @@ func Unhold(ctx context.Context, repo Repo, cfg Config, poolName, lock string, w
 		if !rep.holds.File(poolName, lock) {
 			return l, pool.Change{}, &RefusedError{fmt.Sprintf("%s/%s is not held", poolName, lock)}
 		}
-		msg := fmt.Sprintf("poolboy unhold: %s/%s\n\nhold ended by %s\n\nPoolboy-Hold-Pool: %s\nPoolboy-Hold-Lock: %s\n",
-			poolName, lock, oneLine(who.By), poolName, lock)
+		why := ""
+		if who.Reason != "" {
+			why = ": " + oneLine(who.Reason)
+		}
+		msg := fmt.Sprintf("poolboy unhold: %s/%s\n\nhold ended by %s%s\n\nPoolboy-Hold-Pool: %s\nPoolboy-Hold-Lock: %s\n",
+			poolName, lock, oneLine(who.By), why, poolName, lock)
 		return l, pool.Change{Edits: []pool.Edit{{Path: holds.Path(poolName, lock)}}, Msg: msg}, nil
 	})
 }

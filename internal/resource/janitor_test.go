@@ -88,6 +88,9 @@ func TestJanitorCycle(t *testing.T) {
 	if n := testenv.Git(t, bare, "rev-list", "--count", before+"..main"); n != "1" {
 		t.Errorf("the return made %s commits", n)
 	}
+	if g := get(t, dir, "returned", dirty, r.Version.Ref); g.Version.Ref != r.Version.Ref {
+		t.Errorf("the return's implicit get answered %+v", g)
+	}
 	if c := testenv.Git(t, bare, "cat-file", "-p", "main:envs/unclaimed/env-1"); c != "one" {
 		t.Errorf("content %q", c)
 	}
