@@ -110,10 +110,18 @@ func TestCleanReapTo(t *testing.T) {
 	testenv.Git(t, clone.Dir, "commit", "-q", "-m", "add pool aws-dirty")
 	testenv.Git(t, clone.Dir, "push", "-q", "origin", "HEAD:main")
 
-	res := mustRun(t, nil, "clean", "--repo", r.dir, "--pools", "aws:1h", "--reap-to", "aws:aws-dirty")
+	gw := testenv.Pushgateway(t)
+	res := mustRun(t, nil, "clean", "--repo", r.dir, "--pools", "aws:1h", "--reap-to", "aws:aws-dirty", "--pushgateway-url", gw.URL)
 	if !strings.Contains(res.stdout, "pool aws (timeout 1h, reaps to aws-dirty)") {
 		t.Errorf("clean said:\n%s", res.stdout)
 	}
+	// The pushed pools are as the reap left them: the lock in the quarantine.
+	m := gw.Metrics(t)
+	lbl := func(kv ...string) []string { return append([]string{"job", "poolboy", "repo", r.dir}, kv...) }
+	wantGateway(t, m, 1, "poolboy_locks", lbl("pool", "aws", "state", "claimed")...)
+	wantGateway(t, m, 1, "poolboy_locks", lbl("pool", "aws", "state", "unclaimed")...)
+	wantGateway(t, m, 1, "poolboy_locks", lbl("pool", "aws-dirty", "state", "unclaimed")...)
+	wantGateway(t, m, 0, "poolboy_locks_on_hold", lbl("pool", "aws")...)
 	files := testenv.Git(t, r.dir, "show", "--no-renames", "--name-status", "--format=", "main")
 	if files != "A\taws-dirty/unclaimed/env-1\nD\taws/claimed/env-1" {
 		t.Errorf("the reap changed:\n%s", files)
