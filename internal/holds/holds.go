@@ -129,7 +129,7 @@ func ParseTarget(s string) (poolName, lock string, err error) {
 		return "", "", fmt.Errorf("%q: want POOL/LOCK", s)
 	}
 	if err := pool.ValidName(poolName); err != nil {
-		return "", "", fmt.Errorf("%q: pool: %s", s, strings.TrimPrefix(err.Error(), "lock "))
+		return "", "", fmt.Errorf("%q: pool: %s", s, strings.Replace(err.Error(), "lock name", "name", 1))
 	}
 	if err := pool.ValidName(lock); err != nil {
 		return "", "", fmt.Errorf("%q: %w", s, err)

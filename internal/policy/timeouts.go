@@ -79,7 +79,7 @@ func CheckReapTo(to map[string]string, timeouts Timeouts) error {
 	for _, from := range slices.Sorted(maps.Keys(to)) {
 		dest := to[from]
 		if err := pool.ValidName(dest); err != nil {
-			return fmt.Errorf("%q is not a pool name: %s", dest, strings.TrimPrefix(err.Error(), "lock "))
+			return fmt.Errorf("%q is not a pool name: %s", dest, strings.Replace(err.Error(), "lock name", "name", 1))
 		}
 		if _, ok := timeouts[from]; !ok {
 			return fmt.Errorf("pool %q has no timeout", from)
