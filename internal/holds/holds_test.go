@@ -51,10 +51,10 @@ func TestReadIgnoresWhatItCannotRead(t *testing.T) {
 	other := good
 	other.Lock = "env-9"
 	files := map[string][]byte{
-		holds.Path("aws", "env-1"): good.Encode(),
-		holds.Path("aws", "env-2"): []byte(`{"v": 2, "pool": "aws", "lock": "env-2", "claim_commit": "abc", "until": "2999-01-01T00:00:00Z"}`),
-		holds.Path("aws", "env-3"): other.Encode(),
-		holds.Path("aws", "env-4"): []byte("not json"),
+		holds.Path("aws", "env-1"):    good.Encode(),
+		holds.Path("aws", "env-2"):    []byte(`{"v": 2, "pool": "aws", "lock": "env-2", "claim_commit": "abc", "until": "2999-01-01T00:00:00Z"}`),
+		holds.Path("aws", "env-3"):    other.Encode(),
+		holds.Path("aws", "env-4"):    []byte("not json"),
 		holds.Root + "/aws/env-5.txt": good.Encode(),
 	}
 	for path, data := range files {
