@@ -165,3 +165,30 @@ func TestHoldIsNoVersionOfThePool(t *testing.T) {
 		t.Errorf("the hold touched the pool: %s", log)
 	}
 }
+
+// A build whose lock a person released, and another build claimed since, is
+// refused its release; the refusal names the person's release.
+func TestReleaseAfterAPersonsReleaseNamesIt(t *testing.T) {
+	t.Parallel()
+	bare, dir := awsRepo(t), t.TempDir()
+	acq := mustOut(t, dir, src(fileURL(bare)), map[string]any{"acquire": true}, jobEnv)
+	get(t, dir, "lock", src(fileURL(bare)), acq.Version.Ref)
+	repo, err := gitx.Open(context.Background(), gitx.Options{URL: fileURL(bare)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	if _, err := reaper.Release(context.Background(), repo, reaper.Config{}, "aws", "env-1", reaper.Person{By: "ann", Reason: "worker lost"}); err != nil {
+		t.Fatal(err)
+	}
+	mustOut(t, t.TempDir(), src(fileURL(bare)), map[string]any{"claim": "env-1"}, janitorEnv)
+	before := head(t, bare)
+	_, err = out(t, context.Background(), dir, src(fileURL(bare)), map[string]any{"release": "lock"}, jobEnv, nil)
+	if err == nil || !strings.Contains(err.Error(), "then was released by hand by ann (worker lost) in ") ||
+		!strings.Contains(err.Error(), "now claimed by main/janitor/clean-env #3") {
+		t.Fatalf("err = %v", err)
+	}
+	if head(t, bare) != before {
+		t.Error("the refused release pushed")
+	}
+}
