@@ -323,8 +323,10 @@ func cleanCmd(o *options) *cobra.Command {
 		Short: "Free stale locks in the pools given with --pools, one commit per lock",
 		Long: `clean moves every stale lock of the pools given with --pools from claimed/ to
 unclaimed/, one commit per lock ("unclaiming: LOCK", with the reason and trailers),
-pushed fast-forward only. When someone else pushes first, it fetches and decides
-again from the new state. Pools without a timeout are never touched.
+pushed fast-forward only (with --reap-to, a pool's stale locks go to its quarantine
+pool's unclaimed/ instead). When someone else pushes first, it fetches and decides
+again from the new state. Pools without a timeout, and locks held with poolboy
+hold, are never touched.
 It prints what it freed, then the pools as they are after its push.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
