@@ -325,8 +325,8 @@ func cleanCmd(o *options) *cobra.Command {
 unclaimed/, one commit per lock ("unclaiming: LOCK", with the reason and trailers),
 pushed fast-forward only (with --reap-to, a pool's stale locks go to its quarantine
 pool's unclaimed/ instead). When someone else pushes first, it fetches and decides
-again from the new state. Pools without a timeout, and locks held with poolboy
-hold, are never touched.
+again from the new state. Pools without a timeout are never touched; a lock on
+hold (poolboy hold) is kept until its hold expires.
 It prints what it freed, then the pools as they are after its push.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
