@@ -78,6 +78,7 @@ type options struct {
 	ccInsecure                         bool
 	ccInsecureSet                      bool // --concourse-insecure or CONCOURSE_INSECURE was given
 	reapSucceeded                      string
+	reapTo                             string
 
 	pushURL string // --pushgateway-url
 }
@@ -120,7 +121,8 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	f.BoolVar(&o.verbose, "verbose", false, "log every git command and decision to stderr")
 	annotate(f, "verbose", "POOLBOY_VERBOSE")
 
-	root.AddCommand(o.repoFlags(statusCmd(o)), o.repoFlags(cleanCmd(o)), o.repoFlags(doctorCmd(o)), demoCmd(), resourceCmd(env), watchCmd(o))
+	root.AddCommand(o.repoFlags(statusCmd(o)), o.repoFlags(cleanCmd(o)), o.repoFlags(doctorCmd(o)), demoCmd(), resourceCmd(env), watchCmd(o),
+		holdCmd(o), unholdCmd(o), releaseCmd(o))
 	return root
 }
 
@@ -149,6 +151,7 @@ func (o *options) repoFlags(cmd *cobra.Command) *cobra.Command {
 	annotate(f, "concourse-insecure", "CONCOURSE_INSECURE")
 	flag(f, &o.ccCACert, "concourse-ca-cert", "", "PEM file of a CA to trust for Concourse, on top of the system's", "CONCOURSE_CA_CERT")
 	flag(f, &o.pushURL, "pushgateway-url", "", "after the run, push its metrics (the watch daemon's poolboy_* families) to this Prometheus Pushgateway, job poolboy, grouping key repo; user:password@ in it is sent as basic auth", "POOLBOY_PUSHGATEWAY_URL")
+	flag(f, &o.reapTo, "reap-to", "", "pools (from --pools) whose reaped locks go to a quarantine pool's unclaimed/ instead of their own, for a janitor job to clean: pool:quarantine,...", "POOLBOY_REAP_TO")
 	flag(f, &o.reapSucceeded, "reap-on-success", "", "pools (comma-separated, from --pools) whose locks are freed as soon as their build succeeded, for jobs that never pass locks on", "POOLBOY_REAP_ON_SUCCESS")
 	return cmd
 }
@@ -196,6 +199,9 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 	}
 	cfg.Timeouts = timeouts
 	if cfg.ReapSucceeded, err = parseReapSucceeded(o.reapSucceeded, timeouts); err != nil {
+		return nil, cfg, usageError{err}
+	}
+	if cfg.ReapTo, err = parseReapTo(o.reapTo, timeouts); err != nil {
 		return nil, cfg, usageError{err}
 	}
 	if o.output != "text" && o.output != "json" {
@@ -324,9 +330,11 @@ func cleanCmd(o *options) *cobra.Command {
 		Short: "Free stale locks in the pools given with --pools, one commit per lock",
 		Long: `clean moves every stale lock of the pools given with --pools from claimed/ to
 unclaimed/, one commit per lock ("unclaiming: LOCK", with the reason and trailers),
-pushed fast-forward only, and deletes those pools' queue tickets whose build ended
+pushed fast-forward only (with --reap-to, a pool's stale locks go to its quarantine
+pool's unclaimed/ instead), and deletes those pools' queue tickets whose build ended
 or that expired, one commit each. When someone else pushes first, it fetches and
-decides again from the new state. Pools without a timeout are never touched.
+decides again from the new state. Pools without a timeout are never touched; a lock
+on hold (poolboy hold) is kept until its hold expires.
 It prints what it freed, then the pools as they are after its push.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -401,7 +409,7 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	if cmd.HasSubCommands() {
-		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, doctor, demo, resource, watch)", args[0])}
+		return usageError{fmt.Errorf("unknown command %q (commands: status, clean, doctor, hold, unhold, release, demo, resource, watch)", args[0])}
 	}
 	return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.Name(), args[0])}
 }

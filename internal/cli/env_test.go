@@ -461,6 +461,18 @@ func concourseEnvCases(file func(kv ...string) func(*envFixture) map[string]stri
 			check: func(t *testing.T, e *envFixture, res result) {
 				wantLock(t, ccLock(t, res, "aws", "env-2"), "held", "within-timeout", false)
 			}},
+		{name: "POOLBOY_REAP_TO", env: file("POOLS", "aws:1h", "POOLBOY_REAP_TO", "aws:gpu"), args: func(*envFixture) []string { return []string{"status", "--output", "json"} },
+			check: func(t *testing.T, e *envFixture, res result) {
+				if !strings.Contains(res.stdout, `"reap_to": "gpu"`) {
+					t.Errorf("aws does not reap to gpu:\n%s", res)
+				}
+			}},
+		{name: "--reap-to= over POOLBOY_REAP_TO", env: file("POOLS", "aws:1h", "POOLBOY_REAP_TO", "aws:gpu"), args: func(*envFixture) []string { return []string{"status", "--output", "json", "--reap-to="} },
+			check: func(t *testing.T, e *envFixture, res result) {
+				if isJSON(t, res); strings.Contains(res.stdout, `"reap_to"`) {
+					t.Errorf("the flag did not win:\n%s", res)
+				}
+			}},
 		{name: "POOLBOY_REAP_ON_SUCCESS naming a pool not in --pools", cc: ccHTTP, env: file("POOLBOY_REAP_ON_SUCCESS", "gpu"),
 			args: status(urlToken),
 			check: func(t *testing.T, e *envFixture, res result) {

@@ -55,7 +55,8 @@ func (o *options) pushAfter(ctx context.Context, stderr io.Writer, start time.Ti
 }
 
 // afterClean is doc's pools as a clean run left them: the locks it freed (not on
-// a dry run) moved from claimed to unclaimed.
+// a dry run) moved from claimed to unclaimed (their quarantine's, for a pool with
+// reap_to).
 func afterClean(doc report.Doc) report.Doc {
 	if doc.Clean == nil || doc.Clean.DryRun || len(doc.Clean.Freed) == 0 {
 		return doc
@@ -64,6 +65,7 @@ func afterClean(doc report.Doc) report.Doc {
 	for _, f := range doc.Clean.Freed {
 		freed[[2]string{f.Pool, f.Lock}] = true
 	}
+	arrived := map[string]int{} // pool -> locks freed into its unclaimed/
 	pools := make([]report.Pool, 0, len(doc.Pools))
 	for _, p := range doc.Pools {
 		var locks []report.Lock
@@ -73,13 +75,20 @@ func afterClean(doc report.Doc) report.Doc {
 				continue
 			}
 			p.Claimed--
-			p.Unclaimed++
+			to := p.Name
+			if p.ReapTo != "" {
+				to = p.ReapTo
+			}
+			arrived[to]++
 			if l.Verdict == "stale" && p.Stale > 0 {
 				p.Stale--
 			}
 		}
 		p.Locks = locks
 		pools = append(pools, p)
+	}
+	for i := range pools {
+		pools[i].Unclaimed += arrived[pools[i].Name]
 	}
 	doc.Pools = pools
 	return doc

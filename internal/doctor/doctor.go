@@ -453,11 +453,7 @@ func gitkeeps(ctx context.Context, repo Repo, head string, snap *pool.Snapshot) 
 
 // emptyBlob writes the empty file into the mirror and returns its id.
 func emptyBlob(ctx context.Context, repo Repo) (string, error) {
-	out, err := repo.Input(ctx, strings.NewReader(""), nil, "hash-object", "-w", "--stdin")
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(out)), nil
+	return pool.WriteBlob(ctx, repo, nil)
 }
 
 // history is the last commit that touched each of paths (it made the problem,

@@ -76,12 +76,12 @@ func NewPoolMetrics(reg prometheus.Registerer, now func() time.Time) *PoolMetric
 }
 
 // Observe records doc as repo's pools now: poolboy_locks, poolboy_stale_locks,
-// poolboy_lock_claim_age_seconds, poolboy_pool_timeout_seconds and
-// poolboy_queue_length follow the last doc observed for each repo, so a lock or
-// pool that is gone leaves no series. Each ticket that was waiting in the doc
-// observed before and is gone from doc is one observation of
-// poolboy_queue_wait_seconds: its wait ended between the two (a ticket seen
-// expired is a waiter that gave up without a word, and is not counted).
+// poolboy_locks_on_hold, poolboy_lock_claim_age_seconds,
+// poolboy_pool_timeout_seconds and poolboy_queue_length follow the last doc
+// observed for each repo, so a lock or pool that is gone leaves no series. Each
+// ticket that was waiting in the doc observed before and is gone from doc is one
+// observation of poolboy_queue_wait_seconds: its wait ended between the two (a
+// ticket seen expired is a waiter that gave up without a word, and is not counted).
 func (m *PoolMetrics) Observe(repo string, doc report.Doc) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -152,6 +152,8 @@ var (
 		"Claimed locks judged stale at the last successful cycle and not freed (yet).", []string{"repo", "pool"}, nil)
 	ageDesc = prometheus.NewDesc("poolboy_lock_claim_age_seconds",
 		"How long each held lock has been claimed, now (from its claim commit).", []string{"repo", "pool", "lock"}, nil)
+	onHoldDesc = prometheus.NewDesc("poolboy_locks_on_hold",
+		"Claimed locks kept on purpose by a hold (poolboy hold) that had not expired at the last successful cycle.", []string{"repo", "pool"}, nil)
 	timeoutDesc = prometheus.NewDesc("poolboy_pool_timeout_seconds",
 		"Each watched pool's stale timeout.", []string{"repo", "pool"}, nil)
 	queueDesc = prometheus.NewDesc("poolboy_queue_length",
@@ -164,6 +166,7 @@ type poolCollector struct{ m *PoolMetrics }
 func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- locksDesc
 	ch <- staleDesc
+	ch <- onHoldDesc
 	ch <- ageDesc
 	ch <- timeoutDesc
 	ch <- queueDesc
@@ -195,6 +198,7 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 			ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(waiting), repo, pool)
+			ch <- prometheus.MustNewConstMetric(onHoldDesc, prometheus.GaugeValue, float64(p.OnHold), repo, pool)
 			if p.TimeoutSeconds != nil {
 				ch <- prometheus.MustNewConstMetric(timeoutDesc, prometheus.GaugeValue, float64(*p.TimeoutSeconds), repo, pool)
 			}

@@ -21,6 +21,7 @@ const (
 	Unwatched State = "unwatched" // its pool has no timeout: reported, never freed
 	Broken    State = "broken"    // an integrity problem: reported, never freed
 	Unknown   State = "unknown"   // no claim commit in history: no age, so never freed
+	OnHold    State = "on-hold"   // a person holds it on purpose (poolboy hold) until the hold expires
 )
 
 // Input is the evidence about one claimed lock.
@@ -36,6 +37,16 @@ type Input struct {
 	// ReapSucceeded frees a lock as soon as its build succeeded, for pools whose
 	// jobs never pass locks on to other jobs.
 	ReapSucceeded bool
+	// Hold is a person's hold on this very claim (poolboy hold); nil: none.
+	Hold *Hold
+}
+
+// Hold is a lock kept on purpose: until Until, the lock is never freed, whatever
+// its age or its build's state.
+type Hold struct {
+	Until  time.Time
+	By     string // who holds it, for people
+	Reason string
 }
 
 // Build is the evidence about the build that claimed a lock.
@@ -75,10 +86,11 @@ type Verdict struct {
 // Reap says whether the lock must be freed.
 func (v Verdict) Reap() bool { return v.State == Stale }
 
-// Decide returns the verdict for one claimed lock. Evidence from Concourse comes
-// first: a running build keeps its lock whatever its age, a dead one loses it at
-// once. Without evidence — no Concourse, no owner, a 404, or an error, which is
-// never evidence of death — the pool's timeout decides.
+// Decide returns the verdict for one claimed lock. A person's hold comes first,
+// until it expires. Then evidence from Concourse: a running build keeps its lock
+// whatever its age, a dead one loses it at once. Without evidence — no Concourse,
+// no owner, a 404, or an error, which is never evidence of death — the pool's
+// timeout decides.
 func Decide(in Input) Verdict {
 	if in.Problem != "" {
 		return Verdict{State: Broken, Rule: "integrity", Reason: "not touched: " + in.Problem}
@@ -86,6 +98,22 @@ func Decide(in Input) Verdict {
 	if !in.ClaimFound {
 		return Verdict{State: Unknown, Rule: "no-claim", Reason: "no commit in history claims it, so its age is unknown"}
 	}
+	h := in.Hold
+	if h == nil {
+		return decide(in)
+	}
+	who := h.By + ": " + h.Reason
+	if in.Now.Before(h.Until) {
+		return Verdict{State: OnHold, Rule: "hold", Age: max(in.Now.Sub(in.ClaimedAt), 0),
+			Reason: fmt.Sprintf("on hold until %s (%s left), by %s", h.Until.UTC().Format(time.RFC3339), Human(h.Until.Sub(in.Now)), who)}
+	}
+	v := decide(in)
+	v.Reason = fmt.Sprintf("the hold by %s expired %s ago; %s", who, Human(in.Now.Sub(h.Until)), v.Reason)
+	return v
+}
+
+// decide is Decide for a claim nobody holds on purpose.
+func decide(in Input) Verdict {
 	age := in.Now.Sub(in.ClaimedAt)
 	v := Verdict{Age: max(age, 0)}
 	b := in.Build

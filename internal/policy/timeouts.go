@@ -70,3 +70,26 @@ func parseTimeout(s string) (time.Duration, error) {
 func (t Timeouts) Names() []string {
 	return slices.SortedFunc(maps.Keys(t), pool.CompareNames)
 }
+
+// CheckReapTo validates quarantines (pool → the pool its reaped locks go to):
+// each pool has a timeout, each quarantine is a valid pool name other than its
+// pool, and no quarantine sends its own reaps on (a janitor's stale claim on a
+// quarantine lock goes back to the quarantine's unclaimed/).
+func CheckReapTo(to map[string]string, timeouts Timeouts) error {
+	for _, from := range slices.Sorted(maps.Keys(to)) {
+		dest := to[from]
+		if err := pool.ValidName(dest); err != nil {
+			return fmt.Errorf("%q is not a pool name: %s", dest, strings.Replace(err.Error(), "lock name", "name", 1))
+		}
+		if _, ok := timeouts[from]; !ok {
+			return fmt.Errorf("pool %q has no timeout", from)
+		}
+		if from == dest {
+			return fmt.Errorf("pool %q cannot be its own quarantine", from)
+		}
+		if _, ok := to[dest]; ok {
+			return fmt.Errorf("quarantine %q of pool %q sends its reaps on: a quarantine's reaps stay in it", dest, from)
+		}
+	}
+	return nil
+}

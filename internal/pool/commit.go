@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -117,4 +118,43 @@ func quote(p string) (string, error) {
 		return "", fmt.Errorf("path %q cannot be written", p)
 	}
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(p) + `"`, nil
+}
+
+// CatBlobs reads blobs with one git cat-file, in order; a blob larger than limit
+// bytes is nil (files read from a repository are capped: anyone can push them).
+func CatBlobs(ctx context.Context, w Writer, blobs []string, limit int) ([][]byte, error) {
+	out, err := w.Input(ctx, strings.NewReader(strings.Join(blobs, "\n")+"\n"), nil, "cat-file", "--batch")
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReader(bytes.NewReader(out))
+	data := make([][]byte, len(blobs))
+	for i := range blobs {
+		hdr, err := r.ReadString('\n')
+		if err != nil {
+			return nil, fmt.Errorf("cat-file: %w", err)
+		}
+		var id, typ string
+		var size int
+		if _, err := fmt.Sscanf(hdr, "%s %s %d", &id, &typ, &size); err != nil {
+			return nil, fmt.Errorf("cat-file: header %q", hdr)
+		}
+		body := make([]byte, size+1) // with the newline after the content
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, fmt.Errorf("cat-file: %w", err)
+		}
+		if size <= limit {
+			data[i] = body[:size]
+		}
+	}
+	return data, nil
+}
+
+// WriteBlob stores data as a blob, byte for byte (no filters), and returns its id.
+func WriteBlob(ctx context.Context, w Writer, data []byte) (string, error) {
+	out, err := w.Input(ctx, bytes.NewReader(data), nil, "hash-object", "-w", "--no-filters", "--stdin")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
 }

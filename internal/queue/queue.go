@@ -15,7 +15,6 @@
 package queue
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -209,7 +208,7 @@ func Read(ctx context.Context, git Git, commit, poolName string) ([]Ticket, []Un
 	if len(blobs) == 0 {
 		return nil, bad, nil
 	}
-	data, err := catBlobs(ctx, git, blobs)
+	data, err := pool.CatBlobs(ctx, git, blobs, maxTicket)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -228,35 +227,6 @@ func Read(ctx context.Context, git Git, commit, poolName string) ([]Ticket, []Un
 	}
 	slices.SortFunc(ts, func(a, b Ticket) int { return cmpSeq(a, b) })
 	return ts, bad, nil
-}
-
-// catBlobs reads blobs with one git cat-file; a blob larger than maxTicket is nil.
-func catBlobs(ctx context.Context, git Git, blobs []string) ([][]byte, error) {
-	out, err := git.Input(ctx, strings.NewReader(strings.Join(blobs, "\n")+"\n"), nil, "cat-file", "--batch")
-	if err != nil {
-		return nil, err
-	}
-	r := bufio.NewReader(bytes.NewReader(out))
-	data := make([][]byte, len(blobs))
-	for i := range blobs {
-		hdr, err := r.ReadString('\n')
-		if err != nil {
-			return nil, fmt.Errorf("cat-file: %w", err)
-		}
-		var id, typ string
-		var size int
-		if _, err := fmt.Sscanf(hdr, "%s %s %d", &id, &typ, &size); err != nil {
-			return nil, fmt.Errorf("cat-file: header %q", hdr)
-		}
-		body := make([]byte, size+1) // with the newline after the content
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, fmt.Errorf("cat-file: %w", err)
-		}
-		if size <= maxTicket {
-			data[i] = body[:size]
-		}
-	}
-	return data, nil
 }
 
 func cmpSeq(a, b Ticket) int {

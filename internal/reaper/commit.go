@@ -7,16 +7,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/holds"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
 )
 
 // commitFrees makes one commit per lock on top of parent, each moving the lock's
-// file from claimed/ to unclaimed/ unchanged (same blob, same mode).
+// file from claimed/ to unclaimed/ (its pool's, or its quarantine's) unchanged
+// (same blob, same mode).
 func commitFrees(ctx context.Context, repo Repo, parent string, locks []LockReport, now time.Time) ([]Freed, error) {
 	changes := make([]pool.Change, len(locks))
 	for i, l := range locks {
-		changes[i] = pool.Change{Edits: pool.Move(l.lock, false), Msg: message(l, now)}
+		changes[i] = pool.Change{Edits: freeEdits(l), Msg: message(l, now)}
 	}
 	ids, err := pool.Commits(ctx, repo, parent, changes)
 	if err != nil {
@@ -29,13 +31,31 @@ func commitFrees(ctx context.Context, repo Repo, parent string, locks []LockRepo
 	return freed, nil
 }
 
+// freeEdits moves l to unclaimed/ (of l.ReapTo, when it has one) and deletes its
+// hold file, if any: a freed lock is held by nobody.
+func freeEdits(l LockReport) []pool.Edit {
+	edits := pool.Move(l.lock, false)
+	if l.ReapTo != "" {
+		edits[1].Path = pool.LockPath(l.ReapTo, l.Name, false)
+	}
+	if l.holdFile {
+		edits = append(edits, pool.Edit{Path: holds.Path(l.Pool, l.Name)})
+	}
+	return edits
+}
+
 // message is the unclaiming commit's message: the pool resource's own first line,
 // so every tool that reads pool history understands it, then why, for people, then
 // trailers, for machines.
-func message(l LockReport, now time.Time) string {
+// extra are more trailers (a person's release: who and why).
+func message(l LockReport, now time.Time, extra ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "unclaiming: %s\n\n", l.Name)
-	fmt.Fprintf(&b, "poolboy freed this lock: %s.\n\n", l.Verdict.Reason)
+	if l.ReapTo != "" {
+		fmt.Fprintf(&b, "poolboy moved this lock to pool %s, to be cleaned: %s.\n\n", l.ReapTo, oneLine(l.Verdict.Reason))
+	} else {
+		fmt.Fprintf(&b, "poolboy freed this lock: %s.\n\n", oneLine(l.Verdict.Reason))
+	}
 	fmt.Fprintf(&b, "Pool:       %s\n", l.Pool)
 	fmt.Fprintf(&b, "Claimed at: %s (%s ago)\n", l.ClaimedAt.UTC().Format(time.RFC3339), policy.Human(l.Verdict.Age))
 	fmt.Fprintf(&b, "Claim:      %s\n", l.ClaimCommit)
@@ -64,6 +84,12 @@ func message(l LockReport, now time.Time) string {
 	}
 	if ev := l.Build; ev != nil && ev.URL != "" {
 		fmt.Fprintf(&b, "Poolboy-Build-URL: %s\n", oneLine(ev.URL))
+	}
+	if l.ReapTo != "" {
+		fmt.Fprintf(&b, "Poolboy-Reaped-To: %s\n", l.ReapTo)
+	}
+	for _, t := range extra {
+		b.WriteString(oneLine(t) + "\n")
 	}
 	fmt.Fprintf(&b, "Poolboy-Decided-At: %s\n", now.UTC().Format(time.RFC3339))
 	// Two reapers freeing the same lock on the same head in the same second would

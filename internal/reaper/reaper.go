@@ -10,6 +10,11 @@
 //   - A queue ticket is deleted only if policy.DecideTicket says Stale on the state
 //     the push is built on (see tickets.go); a file that is not a ticket this
 //     version reads is never deleted.
+//   - A lock held on purpose (holds) is kept until its hold expires; the hold counts
+//     only for the claim it was taken on.
+//   - A pool with a quarantine (Config.ReapTo) sends its reaped locks to the
+//     quarantine pool's unclaimed/, in the same one commit; a lock whose name the
+//     quarantine already has is broken, never moved (no lock is ever duplicated).
 package reaper
 
 import (
@@ -26,6 +31,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/claims"
 	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/holds"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
@@ -58,6 +64,10 @@ type Config struct {
 	// claims.Index), so that each walks only the commits since the last; nil:
 	// every evaluation walks the history anew.
 	Index Index
+	// ReapTo names, per pool, the pool its reaped locks go to (their unclaimed/)
+	// instead of its own unclaimed/: a quarantine that a janitor job takes dirty
+	// locks from, cleans them, and gives them back.
+	ReapTo map[string]string
 }
 
 // Index finds claims as claims.Find does, remembering what it found.
@@ -99,16 +109,20 @@ type LockReport struct {
 	ClaimedAt   time.Time
 	Owner       commitmsg.Owner
 	Build       *policy.Build // what Concourse said about the owner; nil if not asked
+	Hold        *holds.Hold   // a person's hold on this claim (maybe expired); nil: none
 	Verdict     policy.Verdict
+	ReapTo      string // the pool a reap sends it to; "" for its own unclaimed/
 
-	lock    pool.Lock
-	timeout time.Duration
+	lock     pool.Lock
+	timeout  time.Duration
+	holdFile bool // a hold file exists for this lock (any claim): a free deletes it
 }
 
 // PoolReport is one pool.
 type PoolReport struct {
 	Name      string
 	Timeout   time.Duration // 0: none
+	ReapTo    string        // Config.ReapTo's pool for it, "" for none
 	Claimed   int
 	Unclaimed int
 	Stale     int
@@ -122,6 +136,9 @@ type Report struct {
 	Commit string
 	At     time.Time
 	Pools  []PoolReport
+
+	snap  *pool.Snapshot
+	holds *holds.Set
 }
 
 // Stale lists the locks to free.
@@ -176,6 +193,18 @@ func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report,
 				return nil, &UnknownPoolError{Pool: name, Existing: snap.Names()}
 			}
 		}
+		for _, from := range slices.Sorted(maps.Keys(cfg.ReapTo)) {
+			if snap.Pool(from) == nil {
+				return nil, &UnknownPoolError{Pool: from, Existing: snap.Names()}
+			}
+			if snap.Pool(cfg.ReapTo[from]) == nil {
+				return nil, &UnknownPoolError{Pool: cfg.ReapTo[from], Existing: snap.Names()}
+			}
+		}
+		held, err := holds.Read(ctx, repo, head)
+		if err != nil {
+			return nil, err
+		}
 		var paths []string
 		for _, p := range snap.Pools {
 			for _, l := range p.Claimed {
@@ -203,7 +232,7 @@ func evaluate(ctx context.Context, repo Repo, cfg Config, head string) (*Report,
 			if cfg.Witness != nil {
 				evidence = cfg.Witness.Evidence(ctx, ownedClaims(found.Claims))
 			}
-			return decide(cfg, snap, found, evidence), nil
+			return decide(cfg, snap, found, evidence, held), nil
 		}
 		head = now
 	}
@@ -224,13 +253,14 @@ func ownedClaims(found map[string]claims.Claim) []liveness.Claim {
 	return out
 }
 
-func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[string]*policy.Build) *Report {
+func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[string]*policy.Build, held *holds.Set) *Report {
 	now := cfg.Now()
-	rep := &Report{Commit: snap.Commit, At: now}
+	rep := &Report{Commit: snap.Commit, At: now, snap: snap, holds: held}
 	for _, p := range snap.Pools {
 		pr := PoolReport{
 			Name:      p.Name,
 			Timeout:   cfg.Timeouts[p.Name],
+			ReapTo:    cfg.ReapTo[p.Name],
 			Claimed:   len(p.Claimed),
 			Unclaimed: len(p.Unclaimed),
 			Problems:  p.Problems,
@@ -238,12 +268,17 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 		}
 		for _, l := range p.Claimed {
 			c, ok := found.Claims[l.Path()]
-			lr := LockReport{Pool: p.Name, Name: l.Name, lock: l, timeout: pr.Timeout}
+			lr := LockReport{Pool: p.Name, Name: l.Name, ReapTo: pr.ReapTo, lock: l, timeout: pr.Timeout,
+				holdFile: held.File(p.Name, l.Name)}
 			problem := p.Broken[l.Name]
 			if problem == "" && !pr.intact {
 				// No lock of a pool missing claimed/ or unclaimed/ can move: each is
 				// broken, as its pool is, never stale.
 				problem = "the pool is not usable: " + p.Unusable()
+			}
+			if why := quarantineProblem(snap, pr.ReapTo, l.Name); problem == "" && why != "" {
+				problem = why
+				pr.Problems = append(pr.Problems, pool.Problem{Pool: p.Name, Lock: l.Name, Path: l.Path(), Detail: why})
 			}
 			if cs := found.Conflicts[l.Path()]; len(cs) > 0 && problem == "" {
 				problem = ConflictDetail(cs)
@@ -255,6 +290,13 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 				lr.ClaimCommit, lr.ClaimedAt = c.Commit, c.Time
 				lr.Owner = commitmsg.Parse(c.Message).Owner
 				lr.Build = evidence[c.Commit]
+				if h, ok := held.Of(p.Name, l.Name); ok && h.Claim == c.Commit {
+					lr.Hold = &h
+				}
+			}
+			var hold *policy.Hold
+			if h := lr.Hold; h != nil {
+				hold = &policy.Hold{Until: h.Until, By: h.By, Reason: h.Reason}
 			}
 			lr.Verdict = policy.Decide(policy.Input{
 				Now:           now,
@@ -264,6 +306,7 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 				Problem:       problem,
 				Build:         lr.Build,
 				ReapSucceeded: cfg.ReapSucceeded[p.Name],
+				Hold:          hold,
 			})
 			if lr.Verdict.Reap() {
 				pr.Stale++
@@ -273,6 +316,22 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 		rep.Pools = append(rep.Pools, pr)
 	}
 	return rep
+}
+
+// quarantineProblem says why a lock cannot be reaped to pool dest: dest is not
+// usable, or already has a lock of that name. "" when it can (or dest is "").
+func quarantineProblem(snap *pool.Snapshot, dest, name string) string {
+	if dest == "" {
+		return ""
+	}
+	d := snap.Pool(dest)
+	if why := d.Unusable(); why != "" {
+		return fmt.Sprintf("its reaps go to pool %s, which is not usable: %s", dest, why)
+	}
+	if _, ok := d.Broken[name]; ok || slices.ContainsFunc(append(slices.Clip(d.Claimed), d.Unclaimed...), func(l pool.Lock) bool { return l.Name == name }) {
+		return fmt.Sprintf("pool %s, where its reaps go, already has a lock %s: a reap would make two; fix the repository by hand", dest, name)
+	}
+	return ""
 }
 
 // ConflictDetail says why a lock claimed on two merged branches is left alone.

@@ -40,6 +40,8 @@ type Pool struct {
 	Claimed        int            `json:"claimed"`
 	Unclaimed      int            `json:"unclaimed"`
 	Stale          int            `json:"stale"`
+	OnHold         int            `json:"on_hold"`           // claimed locks kept by a hold that has not expired
+	ReapTo         string         `json:"reap_to,omitempty"` // the quarantine its reaped locks go to
 	Locks          []Lock         `json:"locks"`
 	Queue          []Ticket       `json:"queue"` // live tickets in the order they are served, then expired ones
 	Problems       []pool.Problem `json:"problems"`
@@ -57,6 +59,16 @@ type Lock struct {
 	Rule        string     `json:"rule"`
 	Reason      string     `json:"reason"`
 	Warning     string     `json:"warning,omitempty"`
+	Hold        *Hold      `json:"hold,omitempty"` // a person's hold on this claim, maybe expired
+}
+
+// Hold is a lock kept on purpose (poolboy hold).
+type Hold struct {
+	By      string    `json:"by"`
+	Reason  string    `json:"reason"`
+	Since   time.Time `json:"since"`
+	Until   time.Time `json:"until"`
+	Expired bool      `json:"expired"`
 }
 
 // Evidence is what Concourse said about the build that claimed a lock.
@@ -113,7 +125,7 @@ type Freed struct {
 func Build(repo, branch string, rep *reaper.Report, res *reaper.Result, queues Queues) Doc {
 	d := Doc{Schema: Schema, Repo: repo, Branch: branch, Commit: rep.Commit, GeneratedAt: rep.At.UTC(), Pools: []Pool{}}
 	for _, p := range rep.Pools {
-		jp := Pool{Name: p.Name, Claimed: p.Claimed, Unclaimed: p.Unclaimed, Stale: p.Stale,
+		jp := Pool{Name: p.Name, Claimed: p.Claimed, Unclaimed: p.Unclaimed, Stale: p.Stale, ReapTo: p.ReapTo,
 			Locks: []Lock{}, Problems: slices.Clone(p.Problems)}
 		var qProblems []pool.Problem
 		jp.Queue, qProblems = queueDoc(p.Name, queues[p.Name], rep.At)
@@ -130,6 +142,12 @@ func Build(repo, branch string, rep *reaper.Report, res *reaper.Result, queues Q
 				Verdict: string(l.Verdict.State), Rule: l.Verdict.Rule, Reason: l.Verdict.Reason, Warning: l.Verdict.Warning}
 			if b := l.Build; b != nil {
 				jl.Build = &Evidence{Name: b.Name, Status: b.Status, URL: b.URL, NotFound: b.NotFound, HandedOffTo: b.HandedOffTo, Error: b.Err}
+			}
+			if h := l.Hold; h != nil {
+				jl.Hold = &Hold{By: h.By, Reason: h.Reason, Since: h.Since.UTC(), Until: h.Until.UTC(), Expired: l.Verdict.State != policy.OnHold}
+				if !jl.Hold.Expired {
+					jp.OnHold++
+				}
 			}
 			if l.ClaimCommit != "" {
 				t := l.ClaimedAt.UTC()
@@ -184,7 +202,14 @@ func Text(w io.Writer, d Doc) error {
 		if p.TimeoutSeconds != nil {
 			timeout = "timeout " + policy.Human(time.Duration(*p.TimeoutSeconds)*time.Second)
 		}
-		fmt.Fprintf(w, "\npool %s (%s): %d claimed, %d unclaimed, %d stale\n", e(p.Name), timeout, p.Claimed, p.Unclaimed, p.Stale)
+		if p.ReapTo != "" {
+			timeout += ", reaps to " + e(p.ReapTo)
+		}
+		held := ""
+		if p.OnHold > 0 {
+			held = fmt.Sprintf(", %d on hold", p.OnHold)
+		}
+		fmt.Fprintf(w, "\npool %s (%s): %d claimed, %d unclaimed, %d stale%s\n", e(p.Name), timeout, p.Claimed, p.Unclaimed, p.Stale, held)
 		if len(p.Locks) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "  LOCK\tOWNER\tCLAIMED AT\tAGE\tBUILD\tVERDICT\tREASON")

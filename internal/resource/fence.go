@@ -121,7 +121,13 @@ func (o *outRun) endOf(ctx context.Context, claim, head, path string) string {
 		return "was taken out of claimed/"
 	}
 	m := commitmsg.Parse(msg)
+	if by := commitmsg.Trailer(msg, "Poolboy-Released-By"); by != "" {
+		return fmt.Sprintf("was released by hand by %s (%s) in %s", oneLine(by), oneLine(commitmsg.Trailer(msg, "Poolboy-Reason")), commit)
+	}
 	if rule := commitmsg.Trailer(msg, "Poolboy-Rule"); rule != "" {
+		if to := commitmsg.Trailer(msg, "Poolboy-Reaped-To"); to != "" {
+			return fmt.Sprintf("was reaped by poolboy (%s) to pool %s in %s", oneLine(rule), oneLine(to), commit)
+		}
 		return fmt.Sprintf("was reaped by poolboy (%s) in %s", oneLine(rule), commit)
 	}
 	by := ownerOf(msg)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/pool"
 )
@@ -47,9 +48,12 @@ type outParams struct {
 	Check          string `json:"check"`
 	CheckUnclaimed string `json:"check_unclaimed"`
 	Reap           bool   `json:"reap"`
-	// WaitTimeout and Priority qualify the operation: they are not operations.
+	// WaitTimeout, Priority and To qualify the operation: they are not operations.
 	WaitTimeout waitTimeout `json:"wait_timeout"`
 	Priority    int         `json:"priority"`
+	// To is the pool a release sends the lock to (its unclaimed/), in the one
+	// commit: a janitor's return of a cleaned lock from a quarantine.
+	To string `json:"to"`
 }
 
 // ops names the operations the params ask for.
@@ -77,6 +81,12 @@ func (p outParams) check() error {
 		// Upstream's words, exactly: users search their logs for this line.
 		return errors.New("invalid payload (missing acquire, release, remove, claim, add, add_claimed, update, check, or check_unclaimed)")
 	case 1:
+		if p.To != "" && ops[0] != "release" {
+			return fmt.Errorf("invalid payload: params.to goes with release only, not %s", ops[0])
+		}
+		if p.To != "" {
+			return validPoolName(p.To)
+		}
 		return nil
 	default:
 		return fmt.Errorf("invalid payload (give only one of acquire, release, remove, claim, add, add_claimed, update, check, check_unclaimed or reap; got %s)", strings.Join(ops, ", "))
@@ -292,7 +302,7 @@ func (o *outRun) operate(ctx context.Context) (*answer, error) {
 	}
 	if o.step.metadata != nil {
 		var err error
-		if o.step.blob, err = writeBlob(ctx, o.repo, o.step.metadata); err != nil {
+		if o.step.blob, err = pool.WriteBlob(ctx, o.repo, o.step.metadata); err != nil {
 			return nil, err
 		}
 	}
@@ -615,7 +625,7 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 	case err != nil:
 		return plan{}, err
 	case !found:
-		return plan{}, fmt.Errorf("lock %q does not exist in pool %q", name, p.Name)
+		return o.quarantined(ctx, head, p.Name, name)
 	case !l.Claimed:
 		fmt.Fprintf(o.log, "warning: lock %s is not claimed any more (reaped, or released by someone else); nothing to release\n", name)
 		v, err := o.lockVersion(ctx, head, name)
@@ -625,7 +635,68 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 	if err != nil {
 		return plan{}, err
 	}
-	return o.releasePlan(l, claim), nil
+	pl := o.releasePlan(l, claim)
+	if to := o.params.To; to != "" {
+		if pl.edits, err = o.returnEdits(ctx, head, l); err != nil {
+			return plan{}, err
+		}
+		extra := []string{"Poolboy-Returned-To: " + to}
+		if claim != "" {
+			extra = append(extra, "Poolboy-Claim-Commit: "+claim)
+		}
+		pl.msg = o.holder.message("unclaiming", l.Name, extra...)
+	}
+	return pl, nil
+}
+
+// quarantined is the release of a lock the pool does not have: when the commit
+// that last changed it reaped it to a quarantine pool, the build's lock was
+// reaped, and the release succeeds with a warning as for a reaped lock; else the
+// lock does not exist.
+func (o *outRun) quarantined(ctx context.Context, head, poolName, name string) (plan, error) {
+	v, err := o.lockVersion(ctx, head, name)
+	if err != nil {
+		return plan{}, err
+	}
+	msg, err := o.repo.Output(ctx, "log", "-1", "--format=%B", v)
+	if err != nil {
+		return plan{}, err
+	}
+	m := string(msg)
+	to := commitmsg.Trailer(m, "Poolboy-Reaped-To")
+	if to == "" || commitmsg.Trailer(m, "Poolboy-Pool") != poolName || commitmsg.Trailer(m, "Poolboy-Lock") != name {
+		return plan{}, fmt.Errorf("lock %q does not exist in pool %q", name, poolName)
+	}
+	fmt.Fprintf(o.log, "warning: lock %s was reaped by poolboy to pool %s (%s); nothing to release\n", name, oneLine(to), v)
+	return plan{lock: name, done: true, version: v}, nil
+}
+
+// returnEdits move claimed lock l to params.to's unclaimed/, refusing a pool
+// that does not exist or has a lock of that name already (two would be made).
+func (o *outRun) returnEdits(ctx context.Context, head string, l pool.Lock) ([]pool.Edit, error) {
+	snap, err := pool.Read(ctx, o.repo, head)
+	if err != nil {
+		return nil, err
+	}
+	to := o.params.To
+	dest := snap.Pool(to)
+	switch {
+	case to == l.Pool:
+		return nil, fmt.Errorf("invalid payload: params.to %q is the resource's own pool (a release goes there anyway)", to)
+	case dest == nil:
+		return nil, fmt.Errorf("pool %q (params.to) does not exist (pools: %s)", to, strings.Join(snap.Names(), ", "))
+	case !dest.Intact():
+		return nil, fmt.Errorf("pool %q (params.to) is not usable: %s", to, dest.Unusable())
+	}
+	if other, found, err := find(dest, l.Name); err != nil || found {
+		if err == nil {
+			err = fmt.Errorf("pool %q (params.to) already has a lock %q (%s): not moving a second one there", to, l.Name, state(other.Claimed))
+		}
+		return nil, err
+	}
+	edits := pool.Move(l, false)
+	edits[1].Path = pool.LockPath(to, l.Name, false)
+	return edits, nil
 }
 
 func (o *outRun) releasePlan(l pool.Lock, claim string) plan {

@@ -128,7 +128,7 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 			op = "renewing queue ticket"
 			me.Expires = now.Add(ttl)
 		}
-		blob, err := writeBlob(ctx, o.repo, me.Encode())
+		blob, err := pool.WriteBlob(ctx, o.repo, me.Encode())
 		if err != nil {
 			return plan{}, err
 		}

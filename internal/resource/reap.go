@@ -38,6 +38,11 @@ func (o *outRun) reap(ctx context.Context) (*answer, error) {
 		ReapSucceeded: map[string]bool{o.src.Pool: o.src.ReapOnSuccess},
 		Log:           log,
 	}
+	to := ""
+	if o.src.ReapTo != "" {
+		cfg.ReapTo = map[string]string{o.src.Pool: o.src.ReapTo}
+		to = " to pool " + o.src.ReapTo
+	}
 	w, err := o.witness(liveness.Options{Log: log})
 	if err != nil {
 		return nil, err
@@ -58,7 +63,7 @@ func (o *outRun) reap(ctx context.Context) (*answer, error) {
 	if _, err := poolIn(snap, o.src.Pool, o.src.Branch); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.log, "reaping stale locks of pool: %s (stale after %s)\n", o.src.Pool, policy.Human(time.Duration(o.src.StaleTimeout)))
+	fmt.Fprintf(o.log, "reaping stale locks of pool: %s%s (stale after %s)\n", o.src.Pool, to, policy.Human(time.Duration(o.src.StaleTimeout)))
 	res, err := reaper.Clean(ctx, o.repo, cfg, false)
 	var freed []string
 	if res != nil { // also when Clean gave up: the batches that landed are freed

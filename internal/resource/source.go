@@ -54,6 +54,8 @@ type source struct {
 	// staging): each claim is judged by the one its Build URL names.
 	ConcourseTargets []concourseTarget `json:"concourse_targets"`
 	ReapOnSuccess    bool              `json:"reap_on_success"`
+	// ReapTo is the quarantine pool reaped locks go to, "" for the pool's own unclaimed/.
+	ReapTo string `json:"reap_to"`
 	// Queue is poolboy's fair waiting (queue.go); false is upstream's lottery.
 	Queue *bool `json:"queue"`
 }
@@ -416,6 +418,13 @@ func (s *source) check() []error {
 		errs = append(errs, errors.New("invalid payload (missing pool)"))
 	} else if err := validPoolName(s.Pool); err != nil {
 		errs = append(errs, err)
+	}
+	if s.ReapTo != "" {
+		if err := validPoolName(s.ReapTo); err != nil {
+			errs = append(errs, err)
+		} else if s.ReapTo == s.Pool {
+			errs = append(errs, fmt.Errorf("invalid payload: source.reap_to %q is the pool itself", s.ReapTo))
+		}
 	}
 	if s.HTTPSTunnel != nil && s.HTTPSTunnel.ProxyHost == "" {
 		errs = append(errs, errors.New("invalid payload: source.https_tunnel needs proxy_host"))

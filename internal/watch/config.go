@@ -78,7 +78,8 @@ type Repo struct {
 	Auth          gitx.Auth
 	Timeouts      policy.Timeouts
 	ReapOnSuccess map[string]bool
-	WebhookSecret []byte // nil: no webhook for this repo
+	ReapTo        map[string]string // pool → the quarantine its reaped locks go to
+	WebhookSecret []byte            // nil: no webhook for this repo
 }
 
 // ConfigError is a problem in the config file, at a line when one is known.
@@ -135,6 +136,7 @@ type rawRepo struct {
 	PassphraseFile    string            `yaml:"private_key_passphrase_file"`
 	Pools             map[string]string `yaml:"pools"`
 	ReapOnSuccess     []string          `yaml:"reap_on_success"`
+	ReapTo            map[string]string `yaml:"reap_to"`
 	WebhookSecretEnv  string            `yaml:"webhook_secret_env"`
 	WebhookSecretFile string            `yaml:"webhook_secret_file"`
 }
@@ -414,6 +416,15 @@ func (l *loader) repo(path string, rr rawRepo) (Repo, error) {
 		}
 		r.ReapOnSuccess[name] = true
 	}
+	for _, name := range sortedKeys(rr.ReapTo) {
+		if _, ok := r.Timeouts[name]; !ok {
+			return r, l.errf(path+".reap_to."+name, "pool %q has no timeout under pools", name)
+		}
+	}
+	if err := policy.CheckReapTo(rr.ReapTo, r.Timeouts); err != nil {
+		return r, l.errf(path+".reap_to", "%s", err)
+	}
+	r.ReapTo = rr.ReapTo
 	var err error
 	r.Auth.Username = rr.Username
 	if r.Auth.Password, err = l.secret(path, "password", rr.PasswordEnv, rr.PasswordFile); err != nil {

@@ -59,6 +59,12 @@ func TestBadConfigsNameFileLineAndReason(t *testing.T) {
 			`watch.yaml:5: repos[0].password_env: environment variable NOPE is not set`},
 		{"both env and file", "repos:\n  - name: a\n    uri: /x\n    password_env: LOCKS_PASSWORD\n    password_file: /p\n",
 			`watch.yaml:5: repos[0].password_file: give password_env or password_file, not both`},
+		{"reap_to without timeout", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h}\n    reap_to: {gpu: gpu-dirty}\n",
+			`watch.yaml:5: repos[0].reap_to.gpu: pool "gpu" has no timeout under pools`},
+		{"reap_to itself", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h}\n    reap_to: {aws: aws}\n",
+			`watch.yaml:5: repos[0].reap_to: pool "aws" cannot be its own quarantine`},
+		{"reap_to bad name", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h}\n    reap_to: {aws: ../x}\n",
+			`watch.yaml:5: repos[0].reap_to: "../x" is not a pool name`},
 		{"reap_on_success without timeout", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h}\n    reap_on_success: [aws, gpu]\n",
 			`watch.yaml:5: repos[0].reap_on_success[1]: pool "gpu" has no timeout under pools`},
 		{"bad repo name", "repos:\n  - name: ../etc\n    uri: /x\n", `watch.yaml:2: repos[0].name: "../etc"`},
@@ -123,7 +129,7 @@ func TestTheDocumentedExampleLoads(t *testing.T) {
 		t.Fatalf("repos: %+v", cfg.Repos)
 	}
 	r := cfg.Repos[0]
-	if r.Timeouts["aws"] != 90*time.Minute || r.Timeouts["gpu"] != 2*time.Hour || !r.ReapOnSuccess["aws"] ||
+	if r.Timeouts["aws"] != 90*time.Minute || r.Timeouts["gpu"] != 2*time.Hour || !r.ReapOnSuccess["aws"] || r.ReapTo["gpu"] != "gpu-dirty" ||
 		string(r.WebhookSecret) == "" || len(r.Auth.PrivateKey) == 0 {
 		t.Errorf("repo 0: %+v", r)
 	}

@@ -322,7 +322,7 @@ func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 		return nil, nil, err
 	}
 	repo := meteredRepo{w.repo, d}
-	cfg := reaper.Config{Timeouts: w.cfg.Timeouts, ReapSucceeded: w.cfg.ReapOnSuccess, Log: w.log, Now: d.now, Index: w.index}
+	cfg := reaper.Config{Timeouts: w.cfg.Timeouts, ReapSucceeded: w.cfg.ReapOnSuccess, ReapTo: w.cfg.ReapTo, Log: w.log, Now: d.now, Index: w.index}
 	if len(d.cc) > 0 {
 		// A witness lives for one cycle: its answers are cached for that long only.
 		srcs := make([]liveness.Source, len(d.cc))

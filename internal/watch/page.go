@@ -61,6 +61,8 @@ type poolView struct {
 	Name                      string
 	Timeout                   string // "" when none
 	Claimed, Unclaimed, Stale int
+	OnHold                    int    // locks kept by a hold that has not expired
+	ReapTo                    string // the quarantine its reaps go to, "" for none
 	Locks                     []lockView
 	Queue                     []ticketView
 	Waiting                   int // live tickets
@@ -138,7 +140,7 @@ func buildPage(doc PoolsDoc, interval time.Duration) pageView {
 }
 
 func poolPage(now time.Time, p report.Pool) poolView {
-	pv := poolView{Name: p.Name, Claimed: p.Claimed, Unclaimed: p.Unclaimed, Stale: p.Stale}
+	pv := poolView{Name: p.Name, Claimed: p.Claimed, Unclaimed: p.Unclaimed, Stale: p.Stale, OnHold: p.OnHold, ReapTo: p.ReapTo}
 	var timeout time.Duration
 	if p.TimeoutSeconds != nil {
 		timeout = time.Duration(*p.TimeoutSeconds) * time.Second
