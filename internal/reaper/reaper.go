@@ -269,7 +269,50 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 		}
 		rep.Pools = append(rep.Pools, pr)
 	}
+	oneHolding(rep)
 	return rep
+}
+
+// oneHolding gives the locks one claim commit took together (a claim of several
+// locks at once) one verdict: they share the build, its evidence and the claim's
+// age, but their pools may differ in timeout or in reap_on_success. They are
+// freed only when every one of them would be; otherwise each keeps the verdict
+// of the first of them that is kept, so none is freed alone.
+func oneHolding(rep *Report) {
+	type ref struct{ pool, lock int }
+	byClaim := map[string][]ref{}
+	for i, p := range rep.Pools {
+		for j, l := range p.Locks {
+			if l.ClaimCommit != "" {
+				byClaim[l.ClaimCommit] = append(byClaim[l.ClaimCommit], ref{i, j})
+			}
+		}
+	}
+	for _, refs := range byClaim {
+		var keep *LockReport
+		for _, r := range refs {
+			p := &rep.Pools[r.pool]
+			if l := &p.Locks[r.lock]; !l.Verdict.Reap() || p.Timeout <= 0 || !p.intact {
+				keep = l
+				break
+			}
+		}
+		if keep == nil || len(refs) == 1 {
+			continue
+		}
+		for _, r := range refs {
+			p := &rep.Pools[r.pool]
+			l := &p.Locks[r.lock]
+			if l == keep || !l.Verdict.Reap() {
+				continue
+			}
+			p.Stale--
+			v := keep.Verdict
+			v.Age = l.Verdict.Age
+			v.Reason = fmt.Sprintf("claimed together with lock %s of pool %s, which is kept: %s", keep.Name, keep.Pool, keep.Verdict.Reason)
+			l.Verdict = v
+		}
+	}
 }
 
 // ConflictDetail says why a lock claimed on two merged branches is left alone.
