@@ -49,8 +49,8 @@ func Dir(poolName string) string { return Root + "/" + poolName }
 // Path is where a ticket lives.
 func Path(poolName, id string) string { return Dir(poolName) + "/" + id + ".json" }
 
-// maxWants bounds the locks one ticket may want: a ticket is read by every waiter.
-const maxWants = 64
+// MaxWants bounds the locks one ticket may want: a ticket is read by every waiter.
+const MaxWants = 64
 
 // Want is one lock a ticket waits for: any free lock of a pool (Acquire) or the
 // named one (Claim). Pool "" is the ticket's own pool, the queue it is in; another
@@ -187,8 +187,8 @@ func decode(data []byte) (Ticket, error) {
 		return t, fmt.Errorf("format version %d, not %d", t.V, Version)
 	case !ValidID(t.ID):
 		return t, fmt.Errorf("id %q is not a ticket id", t.ID)
-	case len(t.Want) == 0 || len(t.Want) > maxWants:
-		return t, fmt.Errorf("wants %d locks; a ticket wants 1 to %d", len(t.Want), maxWants)
+	case len(t.Want) == 0 || len(t.Want) > MaxWants:
+		return t, fmt.Errorf("wants %d locks; a ticket wants 1 to %d", len(t.Want), MaxWants)
 	case t.Expires.IsZero() || t.Enqueued.IsZero():
 		return t, fmt.Errorf("no enqueue or expiry time")
 	}

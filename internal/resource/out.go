@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/pool"
 )
@@ -37,7 +38,7 @@ const (
 var beforePush = func() {}
 
 type outParams struct {
-	Acquire        bool   `json:"acquire"`
+	Acquire        count  `json:"acquire"`
 	Claim          string `json:"claim"`
 	Release        string `json:"release"`
 	Add            string `json:"add"`
@@ -47,9 +48,10 @@ type outParams struct {
 	Check          string `json:"check"`
 	CheckUnclaimed string `json:"check_unclaimed"`
 	Reap           bool   `json:"reap"`
-	// WaitTimeout and Priority qualify the operation: they are not operations.
+	// WaitTimeout, Priority and With qualify the operation: they are not operations.
 	WaitTimeout waitTimeout `json:"wait_timeout"`
 	Priority    int         `json:"priority"`
+	With        []withLocks `json:"with"` // more locks of other pools, claimed with acquire's (multi.go)
 }
 
 // ops names the operations the params ask for.
@@ -59,7 +61,7 @@ func (p outParams) ops() []string {
 		name string
 		set  bool
 	}{
-		{"acquire", p.Acquire}, {"release", p.Release != ""}, {"remove", p.Remove != ""},
+		{"acquire", p.Acquire > 0}, {"release", p.Release != ""}, {"remove", p.Remove != ""},
 		{"claim", p.Claim != ""}, {"add", p.Add != ""}, {"add_claimed", p.AddClaimed != ""},
 		{"update", p.Update != ""}, {"check", p.Check != ""}, {"check_unclaimed", p.CheckUnclaimed != ""},
 		{"reap", p.Reap},
@@ -77,6 +79,9 @@ func (p outParams) check() error {
 		// Upstream's words, exactly: users search their logs for this line.
 		return errors.New("invalid payload (missing acquire, release, remove, claim, add, add_claimed, update, check, or check_unclaimed)")
 	case 1:
+		if len(p.With) > 0 && ops[0] != "acquire" {
+			return fmt.Errorf("invalid payload: params.with goes with acquire, not %s", ops[0])
+		}
 		return nil
 	default:
 		return fmt.Errorf("invalid payload (give only one of acquire, release, remove, claim, add, add_claimed, update, check, check_unclaimed or reap; got %s)", strings.Join(ops, ", "))
@@ -94,6 +99,10 @@ type outRun struct {
 	repo   *gitx.Repo
 	start  time.Time
 	q      *queueState // nil: the operation does not queue (see queue.go)
+	// request is what an acquire asks for, per pool, the resource's first (multi.go).
+	request []poolCount
+	// snap is the branch at the head the current decision is made on (set by loop).
+	snap *pool.Snapshot
 }
 
 // step is what a step directory (params.release: NAME means DIR/NAME) says.
@@ -115,6 +124,7 @@ type plan struct {
 	undo    []pool.Edit // for a claim: the edits that give the lock back (see push)
 	again   bool        // a queue commit: once it lands, decide again on it
 	queue   *queueWait  // waiting in the queue: how to wait
+	locks   []commitmsg.LockRef // every lock of an operation on several at once; nil for one
 }
 
 type decider func(ctx context.Context, head string, p *pool.Pool) (plan, error)
@@ -159,6 +169,8 @@ func (o *outRun) prepare() error {
 	var err error
 	p := o.params
 	switch o.op {
+	case "acquire":
+		err = o.prepareAcquire()
 	case "claim":
 		o.step.name = strings.TrimSpace(p.Claim)
 		if err := pool.ValidName(o.step.name); err != nil {
@@ -263,6 +275,10 @@ func (o *outRun) operate(ctx context.Context) (*answer, error) {
 	case "acquire":
 		fmt.Fprintf(o.log, "acquiring lock on: %s\n", poolName)
 		decide = o.acquire
+		if o.multi() {
+			fmt.Fprintf(o.log, "acquiring %s at once\n", o.requestWords())
+			decide = o.acquireMulti
+		}
 		if o.src.queued() {
 			decide = o.queued
 		}
@@ -326,9 +342,9 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		case err != nil:
 			return nil, err
 		case pl.done && pl.version != "":
-			return o.answer(pl.version, pl.lock), nil
+			return o.answerLocks(pl.version, pl), nil
 		case pl.done:
-			return o.answer(head, pl.lock), nil
+			return o.answerLocks(head, pl), nil
 		case pl.wait != "":
 			if err := o.timedOut(pl.wait); err != nil {
 				return nil, err
@@ -407,14 +423,27 @@ type pending struct {
 // landed after ctx ended is given straight back.
 func (o *outRun) landed(ctx context.Context, commit string, pl plan) (*answer, error) {
 	if ctx.Err() != nil && pl.undo != nil {
-		if o.giveBack(ctx, commit, pl) {
-			return nil, aborted(ctx, fmt.Sprintf("stopped while claiming lock %s; gave it back", pl.lock))
+		what := "lock " + pl.lock
+		if pl.locks != nil {
+			what = "locks " + lockList(pl.locks)
 		}
-		return nil, aborted(ctx, fmt.Sprintf("stopped while claiming lock %s; it stays claimed by %s of this build", pl.lock, commit))
+		if o.giveBack(ctx, commit, pl) {
+			return nil, aborted(ctx, fmt.Sprintf("stopped while claiming %s; gave it back", what))
+		}
+		return nil, aborted(ctx, fmt.Sprintf("stopped while claiming %s; it stays claimed by %s of this build", what, commit))
 	}
 	subject, _, _ := strings.Cut(pl.msg, "\n")
 	fmt.Fprintf(o.log, "pushed %s: %s\n", commit, subject)
-	return o.answer(commit, pl.lock), nil
+	return o.answerLocks(commit, pl), nil
+}
+
+// answerLocks is the answer naming the plan's lock, and for several its "locks".
+func (o *outRun) answerLocks(ref string, pl plan) *answer {
+	a := o.answer(ref, pl.lock)
+	if pl.locks != nil {
+		a.Metadata = append(a.Metadata, metadataPair{Name: "locks", Value: lockList(pl.locks)})
+	}
+	return a
 }
 
 // poolAt is the configured pool at head; it must exist and have both directories.
@@ -423,6 +452,7 @@ func (o *outRun) poolAt(ctx context.Context, head string) (*pool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.snap = snap
 	p, err := poolIn(snap, o.src.Pool, o.src.Branch)
 	if err != nil {
 		return nil, err
@@ -519,6 +549,9 @@ func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) bool {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
 	defer cancel()
 	msg := o.holder.message("unclaiming", pl.lock, "Poolboy-Claim-Commit: "+claim)
+	if pl.locks != nil {
+		msg = o.multiMessage("unclaiming", pl.locks, "Poolboy-Claim-Commit: "+claim)
+	}
 	c, err := pool.Commit(bg, o.repo, claim, pl.undo, msg)
 	if err == nil {
 		err = o.repo.Push(bg, c)
@@ -595,6 +628,9 @@ func (o *outRun) claimPlan(l pool.Lock) plan {
 // release frees the lock the step names, fenced by the claim the build holds (see
 // fence). A lock that is not claimed any more (reaped, or released by someone else)
 // needs nothing: succeed with a warning rather than fail the build.
+//
+// A claim of several locks at once (multi.go) is released whole: every lock of it,
+// in one commit (see releaseSet), also when the step's own lock is free already.
 func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, error) {
 	name := o.step.name
 	l, found, err := find(p, name)
@@ -604,6 +640,13 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 	case !found:
 		return plan{}, fmt.Errorf("lock %q does not exist in pool %q", name, p.Name)
 	case !l.Claimed:
+		claim, set, err := o.heldSet(ctx, head)
+		if err != nil || set != nil {
+			if err != nil {
+				return plan{}, err
+			}
+			return o.releaseSet(ctx, head, claim, set)
+		}
 		fmt.Fprintf(o.log, "warning: lock %s is not claimed any more (reaped, or released by someone else); nothing to release\n", name)
 		v, err := o.lockVersion(ctx, head, name)
 		return plan{lock: name, done: true, version: v}, err
@@ -612,7 +655,34 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 	if err != nil {
 		return plan{}, err
 	}
+	if claim != "" {
+		set, err := lockSetOf(ctx, o.repo, claim)
+		if err != nil {
+			return plan{}, err
+		}
+		if set != nil {
+			return o.releaseSet(ctx, head, claim, set)
+		}
+	}
 	return o.releasePlan(l, claim), nil
+}
+
+// heldSet is the step's ref and its locks when the ref is a multi-lock claim in
+// the branch's history that took the step's lock; "" and nil otherwise.
+func (o *outRun) heldSet(ctx context.Context, head string) (string, []commitmsg.LockRef, error) {
+	ref := o.step.ref
+	if ref == "" {
+		return "", nil, nil
+	}
+	present, err := have(ctx, o.repo, ref)
+	if err != nil || !present || !gitx.IsAncestor(ctx, o.repo, ref, head) {
+		return "", nil, err
+	}
+	set, err := lockSetOf(ctx, o.repo, ref)
+	if err != nil || !slices.Contains(set, commitmsg.LockRef{Pool: o.src.Pool, Name: o.step.name}) {
+		return "", nil, err
+	}
+	return ref, set, nil
 }
 
 func (o *outRun) releasePlan(l pool.Lock, claim string) plan {
