@@ -241,16 +241,14 @@ func lockList(locks []commitmsg.LockRef) string {
 func (o *outRun) requestWords() string {
 	var parts []string
 	for i, r := range o.request {
-		what := "locks"
-		if r.n == 1 {
-			what = "lock"
+		what := "of"
+		if i == 0 {
+			what = "locks of"
+			if r.n == 1 {
+				what = "lock of"
+			}
 		}
-		if i > 0 {
-			what = ""
-		} else {
-			what += " "
-		}
-		parts = append(parts, fmt.Sprintf("%d %sof pool %s", r.n, what, r.pool))
+		parts = append(parts, fmt.Sprintf("%d %s pool %s", r.n, what, r.pool))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -175,7 +175,7 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 	}
 	pos := slices.IndexFunc(line, func(t queue.Ticket) bool { return t.ID == me.ID }) + 1
 	return plan{wait: cause, queue: &queueWait{
-		line:  positionLine(p.Name, o.waitingFor(), line, pos, cause),
+		line:  positionLine(o.waitingFor(), line, pos, cause),
 		front: pos <= locks,
 		renew: renew,
 	}}, nil
@@ -189,15 +189,22 @@ func wantPool(t queue.Ticket, w queue.Want) string {
 	return t.Pool
 }
 
-// waitingFor is what the put waits for, for its position line.
+// waitingFor is what the put waits for, for its position line: "a lock in pool
+// aws", "lock env-1 in pool aws", "3 locks at once (2 of pool aws, 1 of pool gpu)".
 func (o *outRun) waitingFor() string {
 	switch {
 	case o.op == "claim":
-		return "lock " + o.step.name
+		return fmt.Sprintf("lock %s in pool %s", o.step.name, o.src.Pool)
 	case o.multi():
-		return o.requestWords()
+		total := 0
+		var parts []string
+		for _, r := range o.request {
+			total += r.n
+			parts = append(parts, fmt.Sprintf("%d of pool %s", r.n, r.pool))
+		}
+		return fmt.Sprintf("%d locks at once (%s)", total, strings.Join(parts, ", "))
 	}
-	return "a lock"
+	return "a lock in pool " + o.src.Pool
 }
 
 // anyLeft picks, for a put that has no ticket yet, random locks among those no
@@ -236,8 +243,8 @@ func anyLeft(free map[string][]string, shares map[string]queue.Share, me string,
 
 // positionLine is where a ticket stands, for the build log:
 // "waiting for a lock in pool envs: position 3 of 7 (ahead: main/deploy/test #41, …)".
-func positionLine(poolName, what string, ordered []queue.Ticket, pos int, cause string) string {
-	line := fmt.Sprintf("waiting for %s in pool %s: position %d of %d", what, poolName, pos, len(ordered))
+func positionLine(what string, ordered []queue.Ticket, pos int, cause string) string {
+	line := fmt.Sprintf("waiting for %s: position %d of %d", what, pos, len(ordered))
 	if pos == 1 {
 		return line + " (" + cause + ")"
 	}
