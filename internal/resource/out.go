@@ -121,9 +121,9 @@ type plan struct {
 	version string
 	edits   []pool.Edit
 	msg     string
-	undo    []pool.Edit // for a claim: the edits that give the lock back (see push)
-	again   bool        // a queue commit: once it lands, decide again on it
-	queue   *queueWait  // waiting in the queue: how to wait
+	undo    []pool.Edit         // for a claim: the edits that give the lock back (see push)
+	again   bool                // a queue commit: once it lands, decide again on it
+	queue   *queueWait          // waiting in the queue: how to wait
 	locks   []commitmsg.LockRef // every lock of an operation on several at once; nil for one
 }
 
