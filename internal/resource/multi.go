@@ -136,7 +136,13 @@ func (o *outRun) requestedPools() (map[string]*pool.Pool, error) {
 		if why := p.Unusable(); why != "" {
 			return nil, fmt.Errorf("pool %q is not usable: %s", p.Name, why)
 		}
-		if have := len(p.Claimed) + len(p.Unclaimed) - len(p.Broken); have < r.n {
+		have := len(freeLocks(p))
+		for _, l := range p.Claimed {
+			if p.Broken[l.Name] == "" {
+				have++
+			}
+		}
+		if have < r.n {
 			return nil, fmt.Errorf("pool %q has %d usable locks; this put asks for %d of them at once", p.Name, have, r.n)
 		}
 		pools[r.pool] = p
