@@ -3,6 +3,7 @@ package resource
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -390,4 +391,48 @@ func TestMultiReleaseFencedPerLock(t *testing.T) {
 			t.Errorf("locks left claimed: %v", keys(got))
 		}
 	})
+}
+
+// acquire: 1 is acquire: true: one lock, the single claim's message, no lock set.
+func TestAcquireOneIsASingleClaim(t *testing.T) {
+	t.Parallel()
+	bare := awsRepo(t)
+	dir := t.TempDir()
+	res := mustOut(t, dir, src(fileURL(bare)), map[string]any{"acquire": 1}, jobEnv)
+	m := message(t, bare, res.Version.Ref)
+	if !strings.HasPrefix(m, "main/deploy/test build 12 claiming: env-1\n") || strings.Contains(m, commitmsg.LockSetKey) || res.meta("locks") != "" {
+		t.Errorf("claim message:\n%s\nanswer %+v", m, res.Metadata)
+	}
+	get(t, dir, "lock", src(fileURL(bare)), res.Version.Ref)
+	if locks := readLocks(t, filepath.Join(dir, "lock")); len(locks) != 1 || locks["aws/env-1"] != "one" {
+		t.Errorf("in wrote locks %v", locks)
+	}
+}
+
+// A multi-lock claim that landed after the abort is given back whole, in one commit.
+func TestMultiClaimLandingAfterCancellationIsGivenBack(t *testing.T) {
+	bare := crossRepo(t)
+	before := head(t, bare)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	beforePush = cancel
+	defer func() { beforePush = func() {} }()
+	r, err := out(t, ctx, t.TempDir(), src(fileURL(bare)), map[string]any{"acquire": true, "with": []map[string]any{{"pool": "gpu"}}}, jobEnv, nil)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopped while claiming locks aws/") {
+		t.Fatalf("error %v, want context.Canceled", err)
+	}
+	if !strings.Contains(r.log, "gave locks aws/") {
+		t.Errorf("log = %q", r.log)
+	}
+	commits := strings.Fields(testenv.Git(t, bare, "rev-list", before+"..main"))
+	if len(commits) != 2 {
+		t.Fatalf("pushed %d commits, want the claim and its give-back", len(commits))
+	}
+	if claimed, unclaimed := changed(t, bare, commits[0]); len(claimed) != 0 || len(unclaimed) != 2 ||
+		!slices.Equal(lockSet(t, bare, commits[0]), lockSet(t, bare, commits[1])) {
+		t.Errorf("give-back moved %v, lists %v", unclaimed, lockSet(t, bare, commits[0]))
+	}
+	if got := tree(t, bare); slices.ContainsFunc(keys(got), func(p string) bool { return strings.Contains(p, "/claimed/") }) {
+		t.Errorf("locks left claimed: %v", keys(got))
+	}
 }

@@ -549,18 +549,20 @@ func (o *outRun) giveBack(ctx context.Context, claim string, pl plan) bool {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
 	defer cancel()
 	msg := o.holder.message("unclaiming", pl.lock, "Poolboy-Claim-Commit: "+claim)
+	what := fmt.Sprintf("lock %q", pl.lock)
 	if pl.locks != nil {
 		msg = o.multiMessage("unclaiming", pl.locks, "Poolboy-Claim-Commit: "+claim)
+		what = "locks " + lockList(pl.locks)
 	}
 	c, err := pool.Commit(bg, o.repo, claim, pl.undo, msg)
 	if err == nil {
 		err = o.repo.Push(bg, c)
 	}
 	if err != nil {
-		fmt.Fprintf(o.log, "warning: aborted while claiming; lock %q stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", pl.lock, claim, err)
+		fmt.Fprintf(o.log, "warning: aborted while claiming; %s stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", what, claim, err)
 		return false
 	}
-	fmt.Fprintf(o.log, "aborted while claiming; gave lock %q back (%s)\n", pl.lock, c)
+	fmt.Fprintf(o.log, "aborted while claiming; gave %s back (%s)\n", what, c)
 	return true
 }
 
