@@ -155,8 +155,8 @@ func (t Ticket) Describe() string {
 	return fmt.Sprintf("%d locks at once: %s", len(t.Want), strings.Join(parts, ", "))
 }
 
-// pool is the pool a want of t is about.
-func (t Ticket) pool(w Want) string {
+// PoolOf is the pool a want of t is about.
+func (t Ticket) PoolOf(w Want) string {
 	if w.Pool != "" {
 		return w.Pool
 	}
@@ -413,7 +413,7 @@ func Grant(ordered []Ticket, free map[string][]string) map[string]Share {
 	for _, t := range ordered {
 		for _, w := range t.Want {
 			if w.Claim != "" {
-				claimedLater[Lock{t.pool(w), w.Claim}]++
+				claimedLater[Lock{t.PoolOf(w), w.Claim}]++
 			}
 		}
 	}
@@ -430,7 +430,7 @@ func Grant(ordered []Ticket, free map[string][]string) map[string]Share {
 			if w.Claim == "" {
 				continue
 			}
-			l := Lock{t.pool(w), w.Claim}
+			l := Lock{t.PoolOf(w), w.Claim}
 			claimedLater[l]--
 			if slices.Contains(left[l.Pool], l.Name) {
 				got = append(got, l)
@@ -443,7 +443,7 @@ func Grant(ordered []Ticket, free map[string][]string) map[string]Share {
 			if w.Claim != "" {
 				continue
 			}
-			p := t.pool(w)
+			p := t.PoolOf(w)
 			if len(left[p]) == 0 {
 				all = false
 				continue

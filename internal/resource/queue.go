@@ -169,7 +169,7 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		locks += len(sp.Claimed) + len(sp.Unclaimed)
 	}
 	for _, t := range ordered {
-		if t.ID == me.ID || slices.ContainsFunc(t.Want, func(w queue.Want) bool { return pools[wantPool(t, w)] != nil }) {
+		if t.ID == me.ID || slices.ContainsFunc(t.Want, func(w queue.Want) bool { return pools[t.PoolOf(w)] != nil }) {
 			line = append(line, t)
 		}
 	}
@@ -179,14 +179,6 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		front: pos <= locks,
 		renew: renew,
 	}}, nil
-}
-
-// wantPool is the pool a want of t is about.
-func wantPool(t queue.Ticket, w queue.Want) string {
-	if w.Pool != "" {
-		return w.Pool
-	}
-	return t.Pool
 }
 
 // waitingFor is what the put waits for, for its position line: "a lock in pool
