@@ -315,6 +315,34 @@ func oneHolding(rep *Report) {
 	}
 }
 
+// byHolding orders locks so that those of one claim commit are next to each
+// other, where the first of them was; the order is otherwise kept.
+func byHolding(locks []LockReport) []LockReport {
+	first := map[string]int{}
+	rank := make([]int, len(locks))
+	for i, l := range locks {
+		rank[i] = i
+		if l.ClaimCommit == "" {
+			continue
+		}
+		if j, ok := first[l.ClaimCommit]; ok {
+			rank[i] = j
+		} else {
+			first[l.ClaimCommit] = i
+		}
+	}
+	order := make([]int, len(locks))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return rank[a] - rank[b] })
+	out := make([]LockReport, len(locks))
+	for i, j := range order {
+		out[i] = locks[j]
+	}
+	return out
+}
+
 // ConflictDetail says why a lock claimed on two merged branches is left alone.
 func ConflictDetail(cs []claims.Claim) string {
 	var who []string
@@ -379,7 +407,12 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 			}
 			return res, nil
 		}
+		stale = byHolding(stale)
 		n := min(len(stale), batch)
+		// A batch ends between holdings: the locks of one claim land in one push.
+		for n < len(stale) && stale[n].ClaimCommit != "" && stale[n].ClaimCommit == stale[n-1].ClaimCommit {
+			n++
+		}
 		freed, err := commitFrees(ctx, repo, head, stale[:n], rep.At)
 		if err != nil {
 			return partial(), err

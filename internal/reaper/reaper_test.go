@@ -530,17 +530,18 @@ func TestReapCommitNamesNoOwnerBuild(t *testing.T) {
 }
 
 // multiRepo has pools gpu (g-1) and licences (l-1, l-2), and one commit, 2h ago,
-// that claimed g-1 and l-1 at once, as the resource's acquire with `with` does.
-func multiRepo(t *testing.T) string {
+// that claimed g-1 and l-1 at once, as the resource's acquire with `with` does;
+// more are done before that commit.
+func multiRepo(t *testing.T, more ...fixture.Op) string {
 	t.Helper()
 	testenv.RequireCommand(t, "git")
 	now := time.Now()
 	dir := filepath.Join(t.TempDir(), "locks.git")
-	spec := fixture.Spec{Branch: "main", Pools: []string{"gpu", "licences"}, Start: now.Add(-10 * time.Hour), Ops: []fixture.Op{
+	spec := fixture.Spec{Branch: "main", Pools: []string{"gpu", "hpc", "licences"}, Start: now.Add(-10 * time.Hour), Ops: append([]fixture.Op{
 		{Kind: fixture.Add, Pool: "gpu", Lock: "g-1", At: now.Add(-9 * time.Hour)},
 		{Kind: fixture.Add, Pool: "licences", Lock: "l-1", At: now.Add(-9 * time.Hour)},
 		{Kind: fixture.Add, Pool: "licences", Lock: "l-2", At: now.Add(-9 * time.Hour)},
-	}}
+	}, more...)}
 	if err := fixture.Build(context.Background(), dir, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -604,5 +605,31 @@ func TestMultiLockClaimIsOneHolding(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The frees of one holding land in one push, also when a lost race halves the
+// batch and another stale lock sits between them in the pools' order.
+func TestMultiLockHoldingIsFreedInOnePush(t *testing.T) {
+	now := time.Now()
+	url := multiRepo(t, fixture.Op{Kind: fixture.Add, Pool: "hpc", Lock: "h-1", At: now.Add(-9 * time.Hour)},
+		fixture.Op{Kind: fixture.Claim, Pool: "hpc", Lock: "h-1", At: now.Add(-3 * time.Hour), Message: "main/deploy/test build 5 claiming: h-1"})
+	other := testenv.NewClone(t, url, "main")
+	repo := &racingRepo{Repo: open(t, url)}
+	repo.beforePush = func(attempt int) {
+		if attempt == 1 {
+			other.Move(t, "licences/unclaimed/l-2", "licences/claimed/l-2", "main/deploy/test build 8 claiming: l-2")
+		}
+	}
+	cfg := config()
+	cfg.Timeouts = policy.Timeouts{"gpu": time.Hour, "hpc": time.Hour, "licences": time.Hour}
+	res, err := reaper.Clean(context.Background(), repo, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lost race halves the batch to one: the holding's two frees go in the
+	// next push whole, h-1's in the one after.
+	if got := strings.Join(freedNames(res), ","); got != "g-1,l-1,h-1" || repo.pushes != 3 {
+		t.Errorf("freed %s in %d pushes; want g-1,l-1 together, then h-1", got, repo.pushes)
 	}
 }
