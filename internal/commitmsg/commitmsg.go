@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -127,9 +128,29 @@ func (o Owner) VarsJSON() string {
 // Message is what a pool commit message says.
 type Message struct {
 	Op    Op
-	Lock  string // the lock name after "<op>: " on the first line, "" if none
+	Lock  string // the lock name after "<op>: " on the first line, "" if none; a multi-lock commit's first lock
 	Owner Owner
+	// Locks are the locks of a commit that claims or frees several at once (see
+	// LockSetKey); nil for every other commit.
+	Locks []LockRef
 }
+
+// LockRef is one lock of one pool.
+type LockRef struct{ Pool, Name string }
+
+func (l LockRef) String() string { return l.Pool + "/" + l.Name }
+
+// LockSetKey is the trailer, one line per lock ("Poolboy-Lock-Set: POOL/NAME"), by
+// which poolboy's resource lists the locks of a commit that claims (or frees)
+// several at once. Its first line stays the pool resource's, naming the first
+// lock: "team/pipeline/job build N claiming: env-1 (+2 more)", so that every
+// reader of pool history finds the build; the claim walk gives each lock of the
+// commit the commit, and so that build.
+const LockSetKey = "Poolboy-Lock-Set"
+
+// MultiSuffix is what follows the first lock's name on a multi-lock commit's
+// first line: " (+N more)".
+func MultiSuffix(more int) string { return " (+" + strconv.Itoa(more) + " more)" }
 
 // maxPrefix bounds the build name before the operation keyword
 // ("team/pipeline/{vars}/job build N "): real ones are far shorter.
@@ -168,6 +189,11 @@ func Parse(msg string) Message {
 		}
 	}
 
+	if m.Op == OpClaim || m.Op == OpUnclaim {
+		if locks := lockSet(body); len(locks) > 1 {
+			m.Locks, m.Lock = locks, locks[0].Name
+		}
+	}
 	rawURL := buildURLLine(body)
 	m.Owner = merge(prefixOwner, parseBuildURL(rawURL))
 	m.Owner.URL = rawURL
@@ -185,6 +211,23 @@ func Trailer(body, key string) string {
 		}
 	}
 	return ""
+}
+
+// lockSet reads the LockSetKey trailers; nil unless every one is POOL/NAME.
+func lockSet(body string) []LockRef {
+	var locks []LockRef
+	for line := range strings.Lines(body) {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), LockSetKey+":")
+		if !ok {
+			continue
+		}
+		p, name, ok := strings.Cut(strings.TrimSpace(v), "/")
+		if !ok || p == "" || name == "" || strings.Contains(name, "/") {
+			return nil
+		}
+		locks = append(locks, LockRef{p, name})
+	}
+	return locks
 }
 
 // opAt matches "<op>:" at line[i:], followed by a space and the lock name or

@@ -2,6 +2,8 @@ package commitmsg
 
 import (
 	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -227,5 +229,38 @@ func TestServerAndID(t *testing.T) {
 				t.Errorf("Server, ID = %q, %q; want %q, %q", o.Server, o.ID, tt.server, tt.id)
 			}
 		})
+	}
+}
+
+func TestMultiLockMessages(t *testing.T) {
+	const multi = "main/deploy/test build 12 claiming: env-1" + " (+2 more)\n\nBuild URL: " + host + "/teams/main/pipelines/deploy/jobs/test/builds/12\n\n" +
+		"Poolboy-Build-Id: 99\nPoolboy-Lock-Set: aws/env-1\nPoolboy-Lock-Set: aws/env 2\nPoolboy-Lock-Set: gpu/g-1\nPoolboy-Nonce: X\n"
+	cases := []struct {
+		name  string
+		msg   string
+		op    Op
+		lock  string
+		locks []LockRef
+	}{
+		{"claim of three", multi, OpClaim, "env-1", []LockRef{{"aws", "env-1"}, {"aws", "env 2"}, {"gpu", "g-1"}}},
+		{"release of three", strings.Replace(multi, "claiming:", "unclaiming:", 1), OpUnclaim, "env-1", []LockRef{{"aws", "env-1"}, {"aws", "env 2"}, {"gpu", "g-1"}}},
+		{"single claim: upstream's message, no set", "main/deploy/test build 12 claiming: env-1\n", OpClaim, "env-1", nil},
+		{"one set line is no set", "claiming: env-1\n\nPoolboy-Lock-Set: aws/env-1\n", OpClaim, "env-1", nil},
+		{"a malformed set line spoils the set", strings.Replace(multi, "gpu/g-1", "g-1", 1), OpClaim, "env-1 (+2 more)", nil},
+		{"a reap keeps its own lock", "unclaiming: env-1\n\nPoolboy-Lock: env-1\n", OpUnclaim, "env-1", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := Parse(c.msg)
+			if m.Op != c.op || m.Lock != c.lock || !reflect.DeepEqual(m.Locks, c.locks) {
+				t.Errorf("Parse = op %q lock %q locks %v, want %q %q %v", m.Op, m.Lock, m.Locks, c.op, c.lock, c.locks)
+			}
+			if c.msg[:4] == "main" && m.Owner.String() != "main/deploy/test #12" {
+				t.Errorf("owner %q, want main/deploy/test #12", m.Owner)
+			}
+		})
+	}
+	if got := MultiSuffix(2); got != " (+2 more)" {
+		t.Errorf("MultiSuffix(2) = %q", got)
 	}
 }

@@ -48,12 +48,30 @@ func Dir(poolName string) string { return Root + "/" + poolName }
 // Path is where a ticket lives.
 func Path(poolName, id string) string { return Dir(poolName) + "/" + id + ".json" }
 
-// Want is one lock a ticket waits for: any free lock of the pool (Acquire) or the
-// named one (Claim). A ticket has exactly one today; the list leaves room for
-// tickets that want several locks at once.
+// MaxWants bounds the locks one ticket may want: a ticket is read by every waiter.
+const MaxWants = 64
+
+// Want is one lock a ticket waits for: any free lock of a pool (Acquire) or the
+// named one (Claim). Pool "" is the ticket's own pool, the queue it is in; another
+// pool of the same branch is named. A ticket wants every lock of its list at once:
+// one claim commit takes all of them (see Grant).
 type Want struct {
+	Pool    string `json:"pool,omitempty"`
 	Acquire bool   `json:"acquire,omitempty"`
 	Claim   string `json:"claim,omitempty"`
+}
+
+// String says what the want is, for people: "any lock", "lock env-1", "any lock of
+// pool gpu", "lock g-1 of pool gpu".
+func (w Want) String() string {
+	s := "any lock"
+	if w.Claim != "" {
+		s = "lock " + w.Claim
+	}
+	if w.Pool != "" {
+		s += " of pool " + w.Pool
+	}
+	return s
 }
 
 // Holder is the build that waits.
@@ -92,6 +110,7 @@ type Ticket struct {
 	Want     []Want    `json:"want"`
 	Holder   Holder    `json:"holder"`
 
+	Pool string `json:"-"` // the pool whose queue holds it: the pool of its wants without one
 	Path string `json:"-"` // where it was read, "" for a ticket not written yet
 }
 
@@ -114,21 +133,33 @@ func (t Ticket) Effective(now time.Time) int {
 	return t.Priority + int(age/AgingStep)
 }
 
-// String says what w waits for, for people: "any lock" or "lock NAME".
-func (w Want) String() string {
-	if w.Claim != "" {
-		return "lock " + w.Claim
+// Describe says what the ticket waits for, for people: "any lock", "lock env-1",
+// or for several at once "3 locks at once: 2 × any lock, any lock of pool gpu".
+func (t Ticket) Describe() string {
+	if len(t.Want) == 1 {
+		return t.Want[0].String()
 	}
-	return "any lock"
+	var parts []string
+	count := map[string]int{}
+	for _, w := range t.Want {
+		if count[w.String()]++; count[w.String()] == 1 {
+			parts = append(parts, w.String())
+		}
+	}
+	for i, p := range parts {
+		if n := count[p]; n > 1 {
+			parts[i] = fmt.Sprintf("%d × %s", n, p)
+		}
+	}
+	return fmt.Sprintf("%d locks at once: %s", len(t.Want), strings.Join(parts, ", "))
 }
 
-// Describe says what the ticket waits for, for people: its wants, joined.
-func (t Ticket) Describe() string {
-	s := make([]string, len(t.Want))
-	for i, w := range t.Want {
-		s[i] = w.String()
+// PoolOf is the pool a want of t is about.
+func (t Ticket) PoolOf(w Want) string {
+	if w.Pool != "" {
+		return w.Pool
 	}
-	return strings.Join(s, " and ")
+	return t.Pool
 }
 
 // ValidID accepts the ids tickets are named by: lower-case letters and digits.
@@ -155,12 +186,24 @@ func decode(data []byte) (Ticket, error) {
 		return t, fmt.Errorf("format version %d, not %d", t.V, Version)
 	case !ValidID(t.ID):
 		return t, fmt.Errorf("id %q is not a ticket id", t.ID)
-	case len(t.Want) != 1 || t.Want[0].Acquire == (t.Want[0].Claim != ""):
-		return t, fmt.Errorf("wants %d locks; this version reads tickets for one lock, by acquire or by claim", len(t.Want))
-	case t.Want[0].Claim != "" && pool.ValidName(t.Want[0].Claim) != nil:
-		return t, fmt.Errorf("claim %q is not a lock name", t.Want[0].Claim)
+	case len(t.Want) == 0 || len(t.Want) > MaxWants:
+		return t, fmt.Errorf("wants %d locks; a ticket wants 1 to %d", len(t.Want), MaxWants)
 	case t.Expires.IsZero() || t.Enqueued.IsZero():
 		return t, fmt.Errorf("no enqueue or expiry time")
+	}
+	claimed := map[Want]bool{}
+	for _, w := range t.Want {
+		switch {
+		case w.Acquire == (w.Claim != ""):
+			return t, fmt.Errorf("a want is neither an acquire nor a claim of one lock")
+		case w.Claim != "" && pool.ValidName(w.Claim) != nil:
+			return t, fmt.Errorf("claim %q is not a lock name", w.Claim)
+		case w.Pool != "" && pool.ValidName(w.Pool) != nil:
+			return t, fmt.Errorf("pool %q is not a pool name", w.Pool)
+		case w.Claim != "" && claimed[w]:
+			return t, fmt.Errorf("claims %s twice", w)
+		}
+		claimed[w] = true
 	}
 	return t, nil
 }
@@ -179,11 +222,47 @@ type Unreadable struct {
 // Read returns the tickets of pool's queue at commit, by Seq, and the files there
 // that are not tickets it can read.
 func Read(ctx context.Context, git Git, commit, poolName string) ([]Ticket, []Unreadable, error) {
-	out, err := git.Output(ctx, "ls-tree", "-z", "--full-tree", commit, "--", Dir(poolName)+"/")
+	return read(ctx, git, commit, []string{poolName})
+}
+
+// ReadAll returns the tickets of every queue at commit, by Seq, and the files there
+// that are not tickets it can read. A ticket may want locks of pools other than its
+// own, so whoever grants locks reads every queue: all waiters then agree on one order.
+func ReadAll(ctx context.Context, git Git, commit string) ([]Ticket, []Unreadable, error) {
+	out, err := git.Output(ctx, "ls-tree", "-z", "--full-tree", commit, "--", Root+"/")
 	if err != nil {
 		return nil, nil, err
 	}
-	var paths, blobs []string
+	var pools []string
+	var bad []Unreadable
+	for _, rec := range bytes.Split(out, []byte{0}) {
+		meta, path, _ := bytes.Cut(rec, []byte{'\t'})
+		name := strings.TrimPrefix(string(path), Root+"/")
+		switch f := strings.Fields(string(meta)); {
+		case len(rec) == 0 || strings.HasPrefix(name, "."):
+		case len(f) != 3 || f[1] != "tree" || pool.ValidName(name) != nil:
+			bad = append(bad, Unreadable{string(path), "not a pool's queue directory"})
+		default:
+			pools = append(pools, name)
+		}
+	}
+	if len(pools) == 0 {
+		return nil, bad, nil
+	}
+	ts, more, err := read(ctx, git, commit, pools)
+	return ts, append(bad, more...), err
+}
+
+func read(ctx context.Context, git Git, commit string, pools []string) ([]Ticket, []Unreadable, error) {
+	args := []string{"ls-tree", "-z", "--full-tree", commit, "--"}
+	for _, p := range pools {
+		args = append(args, Dir(p)+"/")
+	}
+	out, err := git.Output(ctx, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var paths, blobs, owners []string
 	var bad []Unreadable
 	for _, rec := range bytes.Split(out, []byte{0}) {
 		if len(rec) == 0 {
@@ -196,14 +275,14 @@ func Read(ctx context.Context, git Git, commit, poolName string) ([]Ticket, []Un
 			bad = append(bad, Unreadable{p, "not a regular file"})
 			continue
 		}
-		name := strings.TrimPrefix(p, Dir(poolName)+"/")
+		owner, name, _ := strings.Cut(strings.TrimPrefix(p, Root+"/"), "/")
 		if !strings.HasSuffix(name, ".json") || !ValidID(strings.TrimSuffix(name, ".json")) {
 			if !strings.HasPrefix(name, ".") {
 				bad = append(bad, Unreadable{p, "not named ID.json"})
 			}
 			continue
 		}
-		paths, blobs = append(paths, p), append(blobs, f[2])
+		paths, blobs, owners = append(paths, p), append(blobs, f[2]), append(owners, owner)
 	}
 	if len(blobs) == 0 {
 		return nil, bad, nil
@@ -215,14 +294,14 @@ func Read(ctx context.Context, git Git, commit, poolName string) ([]Ticket, []Un
 	var ts []Ticket
 	for i, d := range data {
 		t, err := decode(d)
-		if err == nil && Path(poolName, t.ID) != paths[i] {
+		if err == nil && Path(owners[i], t.ID) != paths[i] {
 			err = fmt.Errorf("id %q does not match its file name", t.ID)
 		}
 		if err != nil {
 			bad = append(bad, Unreadable{paths[i], err.Error()})
 			continue
 		}
-		t.Path = paths[i]
+		t.Pool, t.Path = owners[i], paths[i]
 		ts = append(ts, t)
 	}
 	slices.SortFunc(ts, func(a, b Ticket) int { return cmpSeq(a, b) })
@@ -275,39 +354,81 @@ func Order(tickets []Ticket, now time.Time) []Ticket {
 	return live
 }
 
-// Grant hands the free locks (by name) to the ordered tickets, first come first
-// served: a ticket claiming a lock gets it when it is free; a ticket acquiring any
-// lock gets a free one that no ticket behind it claims by name if there is one,
-// else any. A ticket that gets nothing does not hold up the tickets behind it for
-// locks it could not take. It returns ticket id → lock.
-func Grant(ordered []Ticket, free []string) map[string]string {
-	left := slices.Clone(free)
-	claimedLater := map[string]int{}
-	for _, t := range ordered {
-		if c := t.Want[0].Claim; c != "" {
-			claimedLater[c]++
-		}
+// Lock is one lock of one pool.
+type Lock struct{ Pool, Name string }
+
+// Share is what Grant sets aside for one ticket.
+type Share struct {
+	// Granted: the ticket gets every lock it wants, Locks, and may claim them.
+	Granted bool
+	// Locks are the locks granted, or while the ticket cannot have all it wants,
+	// the free ones it holds back: no ticket behind it may take them.
+	Locks []Lock
+}
+
+// Grant hands the free locks (per pool, by name) to the ordered tickets, first
+// come first served. A ticket is granted when every lock it wants is free for it:
+// each claim its named lock, each acquire a free lock of its pool that no ticket
+// behind it claims by name if there is one, else any. A ticket that cannot have
+// all it wants holds back the free locks it could take, so that a request for
+// three is not starved by a stream of requests for one; it does not hold up the
+// tickets behind it for locks it could not take. It returns ticket id → share, for
+// the tickets that get or hold back something.
+func Grant(ordered []Ticket, free map[string][]string) map[string]Share {
+	left := map[string][]string{}
+	for p, names := range free {
+		left[p] = slices.Clone(names)
 	}
-	grants := map[string]string{}
+	claimedLater := map[Lock]int{}
 	for _, t := range ordered {
-		w := t.Want[0]
-		if w.Claim != "" {
-			claimedLater[w.Claim]--
-			if i := slices.Index(left, w.Claim); i >= 0 {
-				grants[t.ID] = w.Claim
-				left = slices.Delete(left, i, i+1)
+		for _, w := range t.Want {
+			if w.Claim != "" {
+				claimedLater[Lock{t.PoolOf(w), w.Claim}]++
 			}
-			continue
 		}
-		if len(left) == 0 {
-			continue
-		}
-		i := slices.IndexFunc(left, func(l string) bool { return claimedLater[l] == 0 })
-		if i < 0 {
-			i = 0
-		}
-		grants[t.ID] = left[i]
-		left = slices.Delete(left, i, i+1)
 	}
-	return grants
+	take := func(l Lock) {
+		i := slices.Index(left[l.Pool], l.Name)
+		left[l.Pool] = slices.Delete(left[l.Pool], i, i+1)
+	}
+	shares := map[string]Share{}
+	for _, t := range ordered {
+		var got []Lock
+		all := true
+		// Claims first: an acquire of the same ticket must not take a lock it names.
+		for _, w := range t.Want {
+			if w.Claim == "" {
+				continue
+			}
+			l := Lock{t.PoolOf(w), w.Claim}
+			claimedLater[l]--
+			if slices.Contains(left[l.Pool], l.Name) {
+				got = append(got, l)
+				take(l)
+			} else {
+				all = false
+			}
+		}
+		for _, w := range t.Want {
+			if w.Claim != "" {
+				continue
+			}
+			p := t.PoolOf(w)
+			if len(left[p]) == 0 {
+				all = false
+				continue
+			}
+			i := slices.IndexFunc(left[p], func(n string) bool { return claimedLater[Lock{p, n}] == 0 })
+			if i < 0 {
+				i = 0
+			}
+			l := Lock{p, left[p][i]}
+			got = append(got, l)
+			take(l)
+		}
+		if all || len(got) > 0 {
+			shares[t.ID] = Share{Granted: all, Locks: got}
+		}
+	}
+	return shares
 }

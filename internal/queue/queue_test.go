@@ -18,7 +18,31 @@ var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // tk is a live ticket: seq, priority, waiting for ago, wanting claim (or any lock).
 func tk(id string, seq int64, prio int, ago time.Duration, claim string) Ticket {
 	w := Want{Acquire: claim == "", Claim: claim}
-	return Ticket{V: Version, ID: id, Seq: seq, Priority: prio, Enqueued: now.Add(-ago), Expires: now.Add(time.Minute), Want: []Want{w}}
+	return Ticket{V: Version, ID: id, Seq: seq, Priority: prio, Enqueued: now.Add(-ago), Expires: now.Add(time.Minute), Want: []Want{w}, Pool: "aws"}
+}
+
+// multi is a live ticket of pool aws wanting several locks at once.
+func multi(id string, seq int64, wants ...Want) Ticket {
+	t := tk(id, seq, 0, 0, "")
+	t.Want = wants
+	return t
+}
+
+// granted renders shares as "id: pool/lock ..." ("id held: ..." for locks held back).
+func granted(shares map[string]Share) map[string]string {
+	out := map[string]string{}
+	for id, s := range shares {
+		var ls []string
+		for _, l := range s.Locks {
+			ls = append(ls, l.Pool+"/"+l.Name)
+		}
+		key := id
+		if !s.Granted {
+			key += " held"
+		}
+		out[key] = strings.Join(ls, " ")
+	}
+	return out
 }
 
 func ids(ts []Ticket) []string {
@@ -55,30 +79,63 @@ func TestOrder(t *testing.T) {
 }
 
 func TestGrant(t *testing.T) {
+	acq, gpu := Want{Acquire: true}, Want{Pool: "gpu", Acquire: true}
 	cases := []struct {
 		name    string
 		ordered []Ticket
 		free    []string
+		gpu     []string // free locks of pool gpu
 		want    map[string]string
 	}{
-		{"first come first served", []Ticket{tk("a", 1, 0, 0, ""), tk("b", 2, 0, 0, ""), tk("c", 3, 0, 0, "")}, []string{"e1", "e2"},
-			map[string]string{"a": "e1", "b": "e2"}},
-		{"no free lock, nothing granted", []Ticket{tk("a", 1, 0, 0, "")}, nil, map[string]string{}},
-		{"claim X behind an acquire that could take X waits", []Ticket{tk("a", 1, 0, 0, ""), tk("x", 2, 0, 0, "e1")}, []string{"e1"},
-			map[string]string{"a": "e1"}},
-		{"claim X behind an acquire: the acquire takes another lock", []Ticket{tk("a", 1, 0, 0, ""), tk("x", 2, 0, 0, "e1")}, []string{"e1", "e2"},
-			map[string]string{"a": "e2", "x": "e1"}},
-		{"claim X of a claimed lock does not hold up the acquires behind it", []Ticket{tk("x", 1, 0, 0, "e9"), tk("a", 2, 0, 0, "")}, []string{"e1"},
-			map[string]string{"a": "e1"}},
-		{"two claims of X: the older gets it", []Ticket{tk("x1", 1, 0, 0, "e1"), tk("x2", 2, 0, 0, "e1")}, []string{"e1"},
-			map[string]string{"x1": "e1"}},
+		{"first come first served", []Ticket{tk("a", 1, 0, 0, ""), tk("b", 2, 0, 0, ""), tk("c", 3, 0, 0, "")}, []string{"e1", "e2"}, nil,
+			map[string]string{"a": "aws/e1", "b": "aws/e2"}},
+		{"no free lock, nothing granted", []Ticket{tk("a", 1, 0, 0, "")}, nil, nil, map[string]string{}},
+		{"claim X behind an acquire that could take X waits", []Ticket{tk("a", 1, 0, 0, ""), tk("x", 2, 0, 0, "e1")}, []string{"e1"}, nil,
+			map[string]string{"a": "aws/e1"}},
+		{"claim X behind an acquire: the acquire takes another lock", []Ticket{tk("a", 1, 0, 0, ""), tk("x", 2, 0, 0, "e1")}, []string{"e1", "e2"}, nil,
+			map[string]string{"a": "aws/e2", "x": "aws/e1"}},
+		{"claim X of a claimed lock does not hold up the acquires behind it", []Ticket{tk("x", 1, 0, 0, "e9"), tk("a", 2, 0, 0, "")}, []string{"e1"}, nil,
+			map[string]string{"a": "aws/e1"}},
+		{"two claims of X: the older gets it", []Ticket{tk("x1", 1, 0, 0, "e1"), tk("x2", 2, 0, 0, "e1")}, []string{"e1"}, nil,
+			map[string]string{"x1": "aws/e1"}},
+		{"three at once when three are free", []Ticket{multi("m", 1, acq, acq, acq), tk("a", 2, 0, 0, "")}, []string{"e1", "e2", "e3"}, nil,
+			map[string]string{"m": "aws/e1 aws/e2 aws/e3"}},
+		{"a request for three holds back the free ones from the ones behind it", []Ticket{multi("m", 1, acq, acq, acq), tk("a", 2, 0, 0, ""), tk("x", 3, 0, 0, "e2")},
+			[]string{"e1", "e2"}, nil, map[string]string{"m held": "aws/e1 aws/e2"}},
+		{"tickets ahead of a request for three are served first", []Ticket{tk("a", 1, 0, 0, ""), multi("m", 2, acq, acq, acq)},
+			[]string{"e1", "e2", "e3"}, nil, map[string]string{"a": "aws/e1", "m held": "aws/e2 aws/e3"}},
+		{"across pools: all or nothing", []Ticket{multi("m", 1, acq, gpu), {ID: "g", Pool: "gpu", Want: []Want{acq}}},
+			nil, []string{"g1"}, map[string]string{"m held": "gpu/g1"}},
+		{"across pools: granted together", []Ticket{multi("m", 1, acq, gpu, Want{Pool: "gpu", Claim: "g2"})},
+			[]string{"e1"}, []string{"g2", "g1"}, map[string]string{"m": "gpu/g2 aws/e1 gpu/g1"}},
+		{"a claim of a claimed lock holds back nothing it cannot take", []Ticket{multi("m", 1, Want{Claim: "e9"}, acq), tk("a", 2, 0, 0, "e2")},
+			[]string{"e1", "e2"}, nil, map[string]string{"m held": "aws/e1", "a": "aws/e2"}},
+		{"an acquire of a ticket does not take the lock it claims", []Ticket{multi("m", 1, acq, Want{Claim: "e1"})},
+			[]string{"e1", "e2"}, nil, map[string]string{"m": "aws/e1 aws/e2"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := Grant(c.ordered, c.free); !reflect.DeepEqual(got, c.want) {
+			if got := granted(Grant(c.ordered, map[string][]string{"aws": c.free, "gpu": c.gpu})); !reflect.DeepEqual(got, c.want) {
 				t.Errorf("grants %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	cases := []struct {
+		want []Want
+		say  string
+	}{
+		{[]Want{{Acquire: true}}, "any lock"},
+		{[]Want{{Claim: "env-1"}}, "lock env-1"},
+		{[]Want{{Pool: "gpu", Claim: "g-1"}}, "lock g-1 of pool gpu"},
+		{[]Want{{Acquire: true}, {Acquire: true}, {Pool: "gpu", Acquire: true}}, "3 locks at once: 2 × any lock, any lock of pool gpu"},
+	}
+	for _, c := range cases {
+		if got := (Ticket{Want: c.want}).Describe(); got != c.say {
+			t.Errorf("Describe(%+v) = %q, want %q", c.want, got, c.say)
+		}
 	}
 }
 
@@ -142,18 +199,44 @@ func TestReadTicketsFromACommit(t *testing.T) {
 	}
 }
 
-// What a ticket waits for, for people: each want, joined.
-func TestDescribe(t *testing.T) {
-	for _, c := range []struct {
-		want []Want
-		text string
-	}{
-		{[]Want{{Acquire: true}}, "any lock"},
-		{[]Want{{Claim: "env-1"}}, "lock env-1"},
-		{[]Want{{Claim: "env-1"}, {Acquire: true}}, "lock env-1 and any lock"},
-	} {
-		if got := (Ticket{Want: c.want}).Describe(); got != c.text {
-			t.Errorf("Describe(%+v) = %q, want %q", c.want, got, c.text)
+func TestReadAllReadsEveryQueue(t *testing.T) {
+	testenv.RequireCommand(t, "git")
+	dir := t.TempDir()
+	testenv.Git(t, dir, "init", "-q", "-b", "main")
+	m := multi("m", 2, Want{Acquire: true}, Want{Pool: "gpu", Acquire: true})
+	files := map[string]string{
+		Path("aws", "m"):     string(m.Encode()),
+		Path("gpu", "g1"):    string(tk("g1", 1, 0, 0, "").Encode()),
+		Root + "/stray.json": "{}",
+	}
+	for p, content := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
 		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Git(t, dir, "add", "-A")
+	testenv.Git(t, dir, "commit", "-q", "-m", "queue")
+	repo, err := gitx.Open(context.Background(), gitx.Options{URL: dir, Branch: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	head, err := repo.Head(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, bad, err := ReadAll(context.Background(), repo, head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 2 || ts[0].ID != "g1" || ts[0].Pool != "gpu" || ts[1].ID != "m" || ts[1].Pool != "aws" || !reflect.DeepEqual(ts[1].Want, m.Want) {
+		t.Errorf("tickets %+v", ts)
+	}
+	if len(bad) != 1 || bad[0].Path != Root+"/stray.json" {
+		t.Errorf("unreadable %+v, want the stray file", bad)
 	}
 }

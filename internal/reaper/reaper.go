@@ -315,6 +315,7 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 		}
 		rep.Pools = append(rep.Pools, pr)
 	}
+	oneHolding(rep)
 	return rep
 }
 
@@ -332,6 +333,76 @@ func quarantineProblem(snap *pool.Snapshot, dest, name string) string {
 		return fmt.Sprintf("pool %s, where its reaps go, already has a lock %s: a reap would make two; fix the repository by hand", dest, name)
 	}
 	return ""
+}
+
+// oneHolding gives the locks one claim commit took together (a claim of several
+// locks at once) one verdict: they share the build, its evidence and the claim's
+// age, but their pools may differ in timeout or in reap_on_success. They are
+// freed only when every one of them would be; otherwise each keeps the verdict
+// of the first of them that is kept, so none is freed alone.
+func oneHolding(rep *Report) {
+	type ref struct{ pool, lock int }
+	byClaim := map[string][]ref{}
+	for i, p := range rep.Pools {
+		for j, l := range p.Locks {
+			if l.ClaimCommit != "" {
+				byClaim[l.ClaimCommit] = append(byClaim[l.ClaimCommit], ref{i, j})
+			}
+		}
+	}
+	for _, refs := range byClaim {
+		var keep *LockReport
+		for _, r := range refs {
+			p := &rep.Pools[r.pool]
+			if l := &p.Locks[r.lock]; !l.Verdict.Reap() || p.Timeout <= 0 || !p.intact {
+				keep = l
+				break
+			}
+		}
+		if keep == nil || len(refs) == 1 {
+			continue
+		}
+		for _, r := range refs {
+			p := &rep.Pools[r.pool]
+			l := &p.Locks[r.lock]
+			if l == keep || !l.Verdict.Reap() {
+				continue
+			}
+			p.Stale--
+			v := keep.Verdict
+			v.Age = l.Verdict.Age
+			v.Reason = fmt.Sprintf("claimed together with lock %s of pool %s, which is kept: %s", keep.Name, keep.Pool, keep.Verdict.Reason)
+			l.Verdict = v
+		}
+	}
+}
+
+// byHolding orders locks so that those of one claim commit are next to each
+// other, where the first of them was; the order is otherwise kept.
+func byHolding(locks []LockReport) []LockReport {
+	first := map[string]int{}
+	rank := make([]int, len(locks))
+	for i, l := range locks {
+		rank[i] = i
+		if l.ClaimCommit == "" {
+			continue
+		}
+		if j, ok := first[l.ClaimCommit]; ok {
+			rank[i] = j
+		} else {
+			first[l.ClaimCommit] = i
+		}
+	}
+	order := make([]int, len(locks))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return rank[a] - rank[b] })
+	out := make([]LockReport, len(locks))
+	for i, j := range order {
+		out[i] = locks[j]
+	}
+	return out
 }
 
 // ConflictDetail says why a lock claimed on two merged branches is left alone.
@@ -407,8 +478,13 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 			}
 			return res, nil
 		}
+		stale = byHolding(stale)
 		n := min(len(stale), batch)
-		nt := min(len(dead), batch-n)
+		// A batch ends between holdings: the locks of one claim land in one push.
+		for n > 0 && n < len(stale) && stale[n].ClaimCommit != "" && stale[n].ClaimCommit == stale[n-1].ClaimCommit {
+			n++
+		}
+		nt := max(0, min(len(dead), batch-n))
 		var freed []Freed
 		tip := head
 		if n > 0 {

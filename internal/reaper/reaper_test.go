@@ -528,3 +528,108 @@ func TestReapCommitNamesNoOwnerBuild(t *testing.T) {
 		t.Errorf("the reap commit is attributed to %+v:\n%s", o, msg)
 	}
 }
+
+// multiRepo has pools gpu (g-1) and licences (l-1, l-2), and one commit, 2h ago,
+// that claimed g-1 and l-1 at once, as the resource's acquire with `with` does;
+// more are done before that commit.
+func multiRepo(t *testing.T, more ...fixture.Op) string {
+	t.Helper()
+	testenv.RequireCommand(t, "git")
+	now := time.Now()
+	dir := filepath.Join(t.TempDir(), "locks.git")
+	spec := fixture.Spec{Branch: "main", Pools: []string{"gpu", "hpc", "licences"}, Start: now.Add(-10 * time.Hour), Ops: append([]fixture.Op{
+		{Kind: fixture.Add, Pool: "gpu", Lock: "g-1", At: now.Add(-9 * time.Hour)},
+		{Kind: fixture.Add, Pool: "licences", Lock: "l-1", At: now.Add(-9 * time.Hour)},
+		{Kind: fixture.Add, Pool: "licences", Lock: "l-2", At: now.Add(-9 * time.Hour)},
+	}, more...)}
+	if err := fixture.Build(context.Background(), dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.NewClone(t, "file://"+dir, "main")
+	testenv.Git(t, c.Dir, "mv", "gpu/unclaimed/g-1", "gpu/claimed/g-1")
+	testenv.Git(t, c.Dir, "mv", "licences/unclaimed/l-1", "licences/claimed/l-1")
+	at := fmt.Sprintf("GIT_COMMITTER_DATE=%d +0000", now.Add(-2*time.Hour).Unix())
+	msg := "main/deploy/test build 7 claiming: g-1 (+1 more)\n\nPoolboy-Build-Id: 77\n" +
+		commitmsg.LockSetKey + ": gpu/g-1\n" + commitmsg.LockSetKey + ": licences/l-1\n"
+	testenv.GitEnv(t, c.Dir, []string{at}, "commit", "-q", "-m", msg)
+	testenv.Git(t, c.Dir, "push", "-q", "origin", "HEAD:refs/heads/main")
+	return "file://" + dir
+}
+
+// The locks of one multi-lock claim are one holding: the same claim commit, the
+// same build, and one verdict, even where their pools' timeouts would part them.
+func TestMultiLockClaimIsOneHolding(t *testing.T) {
+	cases := []struct {
+		name     string
+		timeouts policy.Timeouts
+		freed    string
+		state    policy.State
+	}{
+		{"both pools say stale: both freed", policy.Timeouts{"gpu": time.Hour, "licences": time.Hour}, "g-1,l-1", policy.Stale},
+		{"one pool's timeout is longer: both kept", policy.Timeouts{"gpu": time.Hour, "licences": 4 * time.Hour}, "", policy.Held},
+		{"one pool has no timeout: both kept", policy.Timeouts{"gpu": time.Hour}, "", policy.Unwatched},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			url := multiRepo(t)
+			cfg := config()
+			cfg.Timeouts = c.timeouts
+			res, err := reaper.Clean(context.Background(), open(t, url), cfg, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(freedNames(res), ","); got != c.freed {
+				t.Errorf("freed %q, want %q", got, c.freed)
+			}
+			if len(res.Freed) > 0 {
+				for _, f := range res.Freed {
+					if f.Verdict.State != c.state || f.Owner.String() != "main/deploy/test #7" {
+						t.Errorf("freed %s: %s by %s", f.Name, f.Verdict.State, f.Owner)
+					}
+				}
+				return
+			}
+			var claim string
+			for _, p := range res.Report.Pools {
+				for _, l := range p.Locks {
+					if l.Verdict.State != c.state || l.Owner.String() != "main/deploy/test #7" || l.Owner.ID != "77" {
+						t.Errorf("%s/%s: %s (%s) by %s, want %s by main/deploy/test #7", p.Name, l.Name, l.Verdict.State, l.Verdict.Reason, l.Owner, c.state)
+					}
+					if claim != "" && l.ClaimCommit != claim {
+						t.Errorf("%s/%s has claim %s, the other %s", p.Name, l.Name, l.ClaimCommit, claim)
+					}
+					claim = l.ClaimCommit
+				}
+				if p.Stale != 0 {
+					t.Errorf("pool %s counts %d stale", p.Name, p.Stale)
+				}
+			}
+		})
+	}
+}
+
+// The frees of one holding land in one push, also when a lost race halves the
+// batch and another stale lock sits between them in the pools' order.
+func TestMultiLockHoldingIsFreedInOnePush(t *testing.T) {
+	now := time.Now()
+	url := multiRepo(t, fixture.Op{Kind: fixture.Add, Pool: "hpc", Lock: "h-1", At: now.Add(-9 * time.Hour)},
+		fixture.Op{Kind: fixture.Claim, Pool: "hpc", Lock: "h-1", At: now.Add(-3 * time.Hour), Message: "main/deploy/test build 5 claiming: h-1"})
+	other := testenv.NewClone(t, url, "main")
+	repo := &racingRepo{Repo: open(t, url)}
+	repo.beforePush = func(attempt int) {
+		if attempt == 1 {
+			other.Move(t, "licences/unclaimed/l-2", "licences/claimed/l-2", "main/deploy/test build 8 claiming: l-2")
+		}
+	}
+	cfg := config()
+	cfg.Timeouts = policy.Timeouts{"gpu": time.Hour, "hpc": time.Hour, "licences": time.Hour}
+	res, err := reaper.Clean(context.Background(), repo, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lost race halves the batch to one: the holding's two frees go in the
+	// next push whole, h-1's in the one after.
+	if got := strings.Join(freedNames(res), ","); got != "g-1,l-1,h-1" || repo.pushes != 3 {
+		t.Errorf("freed %s in %d pushes; want g-1,l-1 together, then h-1", got, repo.pushes)
+	}
+}

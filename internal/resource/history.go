@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/poolboy-ci/poolboy/internal/claims"
+	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/pool"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
@@ -208,6 +209,7 @@ func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*a
 		}
 	}
 	fence := ref
+	var set []commitmsg.LockRef
 	if name != "" {
 		claim, err := s.acquired(ctx, repo, ref, head, name)
 		if err != nil {
@@ -215,6 +217,9 @@ func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*a
 		}
 		if claim != "" {
 			fence = claim
+			if set, err = s.acquiredSet(ctx, repo, ref, head, claim); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -233,8 +238,90 @@ func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*a
 			return nil, err
 		}
 	}
+	if err := s.writeLocks(ctx, repo, dir, ref, name, metadata, set); err != nil {
+		return nil, err
+	}
+	ans := s.answer(ref, name)
+	if set != nil {
+		fmt.Fprintf(s.log, "fetched locks %s at %s\n", lockList(set), ref)
+		ans.Metadata = append(ans.Metadata, metadataPair{Name: "locks", Value: lockList(set)})
+		return ans, nil
+	}
 	fmt.Fprintf(s.log, "fetched lock %q of pool %q at %s\n", name, s.src.Pool, ref)
-	return s.answer(ref, name), nil
+	return ans, nil
+}
+
+// acquiredSet is the locks of claim when it took several at once (nil when it
+// took one), each still held by it at head: as upstream's in fails for a lock no
+// longer held, in fails for a multi-lock claim any lock of which is not.
+func (s *script) acquiredSet(ctx context.Context, repo *gitx.Repo, v, head, claim string) ([]commitmsg.LockRef, error) {
+	set, err := lockSetOf(ctx, repo, claim)
+	if err != nil || set == nil || v == head {
+		return set, err
+	}
+	var paths []string
+	for _, l := range set {
+		paths = append(paths, pool.LockPath(l.Pool, l.Name, true))
+	}
+	found, err := claims.Find(ctx, repo, head, paths)
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range set {
+		if c, ok := found.Claims[paths[i]]; !ok || c.Commit != claim {
+			return nil, fmt.Errorf("%s: lock %q of pool %q, claimed by %s with %d other locks, is not held by that claim any more", notAcquired, l.Name, l.Pool, claim, len(set)-1)
+		}
+	}
+	return set, nil
+}
+
+// writeLocks writes DIR/locks/POOL/NAME, the metadata of every lock of the step:
+// each lock of a multi-lock claim (set), as it was at version v, else the one
+// lock the step names.
+func (s *script) writeLocks(ctx context.Context, repo *gitx.Repo, dir, v, name string, metadata []byte, set []commitmsg.LockRef) error {
+	type file struct {
+		ref  commitmsg.LockRef
+		data []byte
+	}
+	var files []file
+	if set == nil && name != "" {
+		files = append(files, file{commitmsg.LockRef{Pool: s.src.Pool, Name: name}, metadata})
+	}
+	for _, l := range set {
+		data, err := lockFileAt(ctx, repo, v, pool.LockPath(l.Pool, l.Name, true))
+		if err != nil {
+			return err
+		}
+		files = append(files, file{l, data})
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "locks"), 0o755); err != nil {
+		return err
+	}
+	for _, f := range files {
+		d := filepath.Join(dir, "locks", f.ref.Pool)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(d, f.ref.Name), f.data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockFileAt is the content of the lock file at path in commit; a lock that is not
+// a regular file there is never read: empty.
+func lockFileAt(ctx context.Context, repo *gitx.Repo, commit, path string) ([]byte, error) {
+	out, err := repo.Output(ctx, "ls-tree", "-z", commit, "--", path)
+	if err != nil {
+		return nil, err
+	}
+	meta, _, _ := strings.Cut(string(out), "\t")
+	f := strings.Fields(meta)
+	if len(f) != 3 || f[1] != "blob" || (f[0] != "100644" && f[0] != "100755") {
+		return nil, nil
+	}
+	return repo.Output(ctx, "cat-file", "blob", f[2])
 }
 
 // acquired is upstream's check that a version's lock is still held: when the lock

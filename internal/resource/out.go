@@ -38,7 +38,7 @@ const (
 var beforePush = func() {}
 
 type outParams struct {
-	Acquire        bool   `json:"acquire"`
+	Acquire        count  `json:"acquire"`
 	Claim          string `json:"claim"`
 	Release        string `json:"release"`
 	Add            string `json:"add"`
@@ -48,12 +48,13 @@ type outParams struct {
 	Check          string `json:"check"`
 	CheckUnclaimed string `json:"check_unclaimed"`
 	Reap           bool   `json:"reap"`
-	// WaitTimeout, Priority and To qualify the operation: they are not operations.
+	// WaitTimeout, Priority, To and With qualify the operation: they are not operations.
 	WaitTimeout waitTimeout `json:"wait_timeout"`
 	Priority    int         `json:"priority"`
 	// To is the pool a release sends the lock to (its unclaimed/), in the one
 	// commit: a janitor's return of a cleaned lock from a quarantine.
-	To string `json:"to"`
+	To   string      `json:"to"`
+	With []withLocks `json:"with"` // more locks of other pools, claimed with acquire's (multi.go)
 }
 
 // ops names the operations the params ask for.
@@ -63,7 +64,7 @@ func (p outParams) ops() []string {
 		name string
 		set  bool
 	}{
-		{"acquire", p.Acquire}, {"release", p.Release != ""}, {"remove", p.Remove != ""},
+		{"acquire", p.Acquire > 0}, {"release", p.Release != ""}, {"remove", p.Remove != ""},
 		{"claim", p.Claim != ""}, {"add", p.Add != ""}, {"add_claimed", p.AddClaimed != ""},
 		{"update", p.Update != ""}, {"check", p.Check != ""}, {"check_unclaimed", p.CheckUnclaimed != ""},
 		{"reap", p.Reap},
@@ -83,6 +84,9 @@ func (p outParams) check() error {
 	case 1:
 		if p.To != "" && ops[0] != "release" {
 			return fmt.Errorf("invalid payload: params.to goes with release only, not %s", ops[0])
+		}
+		if len(p.With) > 0 && ops[0] != "acquire" {
+			return fmt.Errorf("invalid payload: params.with goes with acquire, not %s", ops[0])
 		}
 		if p.To != "" {
 			return validPoolName(p.To)
@@ -105,6 +109,10 @@ type outRun struct {
 	start  time.Time
 	q      *queueState // nil: the operation does not queue (see queue.go)
 	waited bool        // the put could not be done at once (it waited, or queued)
+	// request is what an acquire asks for, per pool, the resource's first (multi.go).
+	request []poolCount
+	// snap is the branch at the head the current decision is made on (set by loop).
+	snap *pool.Snapshot
 }
 
 // step is what a step directory (params.release: NAME means DIR/NAME) says.
@@ -123,9 +131,10 @@ type plan struct {
 	version string
 	edits   []pool.Edit
 	msg     string
-	undo    []pool.Edit // for a claim: the edits that give the lock back (see push)
-	again   bool        // a queue commit: once it lands, decide again on it
-	queue   *queueWait  // waiting in the queue: how to wait
+	undo    []pool.Edit         // for a claim: the edits that give the lock back (see push)
+	again   bool                // a queue commit: once it lands, decide again on it
+	queue   *queueWait          // waiting in the queue: how to wait
+	locks   []commitmsg.LockRef // every lock of an operation on several at once; nil for one
 }
 
 type decider func(ctx context.Context, head string, p *pool.Pool) (plan, error)
@@ -170,6 +179,8 @@ func (o *outRun) prepare() error {
 	var err error
 	p := o.params
 	switch o.op {
+	case "acquire":
+		err = o.prepareAcquire()
 	case "claim":
 		o.step.name = strings.TrimSpace(p.Claim)
 		if err := pool.ValidName(o.step.name); err != nil {
@@ -274,6 +285,10 @@ func (o *outRun) operate(ctx context.Context) (*answer, error) {
 	case "acquire":
 		fmt.Fprintf(o.log, "acquiring lock on: %s\n", poolName)
 		decide = o.acquire
+		if o.multi() {
+			fmt.Fprintf(o.log, "acquiring %s at once\n", o.requestWords())
+			decide = o.acquireMulti
+		}
 		if o.src.queued() {
 			decide = o.queued
 		}
@@ -337,9 +352,9 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		case err != nil:
 			return nil, err
 		case pl.done && pl.version != "":
-			return o.answer(pl.version, pl.lock), nil
+			return o.answerLocks(pl.version, pl), nil
 		case pl.done:
-			return o.answer(head, pl.lock), nil
+			return o.answerLocks(head, pl), nil
 		case pl.wait != "":
 			o.waited = true
 			if err := o.timedOut(pl.wait); err != nil {
@@ -421,23 +436,33 @@ type pending struct {
 // waited, is given straight back.
 func (o *outRun) landed(ctx context.Context, commit string, pl plan) (*answer, error) {
 	if ctx.Err() != nil && pl.undo != nil {
+		what := pl.what()
 		if o.giveBack(ctx, commit, pl, "aborted while claiming") {
-			return nil, aborted(ctx, fmt.Sprintf("stopped while claiming lock %s; gave it back", pl.lock))
+			return nil, aborted(ctx, fmt.Sprintf("stopped while claiming %s; gave it back", what))
 		}
-		return nil, aborted(ctx, fmt.Sprintf("stopped while claiming lock %s; it stays claimed by %s of this build", pl.lock, commit))
+		return nil, aborted(ctx, fmt.Sprintf("stopped while claiming %s; it stays claimed by %s of this build", what, commit))
 	}
 	if pl.undo != nil && o.waited {
 		if b := o.endedWhileWaiting(ctx, commit, pl); b != nil {
 			why := fmt.Sprintf("Concourse says %s %s while this put waited for a lock", b.Name, b.Status)
 			if o.giveBack(ctx, commit, pl, "the build ended while it waited") {
-				return nil, fmt.Errorf("%s; gave lock %s back", why, pl.lock)
+				return nil, fmt.Errorf("%s; gave %s back", why, pl.what())
 			}
-			return nil, fmt.Errorf("%s; lock %s stays claimed by %s of this build until poolboy reaps it", why, pl.lock, commit)
+			return nil, fmt.Errorf("%s; %s stays claimed by %s of this build until poolboy reaps it", why, pl.what(), commit)
 		}
 	}
 	subject, _, _ := strings.Cut(pl.msg, "\n")
 	fmt.Fprintf(o.log, "pushed %s: %s\n", commit, subject)
-	return o.answer(commit, pl.lock), nil
+	return o.answerLocks(commit, pl), nil
+}
+
+// answerLocks is the answer naming the plan's lock, and for several its "locks".
+func (o *outRun) answerLocks(ref string, pl plan) *answer {
+	a := o.answer(ref, pl.lock)
+	if pl.locks != nil {
+		a.Metadata = append(a.Metadata, metadataPair{Name: "locks", Value: lockList(pl.locks)})
+	}
+	return a
 }
 
 // poolAt is the configured pool at head; it must exist and have both directories.
@@ -446,6 +471,7 @@ func (o *outRun) poolAt(ctx context.Context, head string) (*pool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.snap = snap
 	p, err := poolIn(snap, o.src.Pool, o.src.Branch)
 	if err != nil {
 		return nil, err
@@ -534,6 +560,14 @@ func (o *outRun) push(ctx context.Context, parent, commit string) error {
 	return gitx.PushChecked(pctx, o.repo, parent, commit)
 }
 
+// what names the lock or locks the plan is about, for people.
+func (pl plan) what() string {
+	if pl.locks != nil {
+		return "locks " + lockList(pl.locks)
+	}
+	return "lock " + pl.lock
+}
+
 // giveBack releases a claim pushed after ctx ended, on top of it (fast-forward
 // only, so only if nothing else happened since), best effort: if it cannot, the
 // claim names this build, and the reaper frees it once Concourse says the build
@@ -542,15 +576,20 @@ func (o *outRun) giveBack(ctx context.Context, claim string, pl plan, why string
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), pushTimeout)
 	defer cancel()
 	msg := o.holder.message("unclaiming", pl.lock, "Poolboy-Claim-Commit: "+claim)
+	what := fmt.Sprintf("lock %q", pl.lock)
+	if pl.locks != nil {
+		msg = o.multiMessage("unclaiming", pl.locks, "Poolboy-Claim-Commit: "+claim)
+		what = "locks " + lockList(pl.locks)
+	}
 	c, err := pool.Commit(bg, o.repo, claim, pl.undo, msg)
 	if err == nil {
 		err = o.repo.Push(bg, c)
 	}
 	if err != nil {
-		fmt.Fprintf(o.log, "warning: %s; lock %q stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", why, pl.lock, claim, err)
+		fmt.Fprintf(o.log, "warning: %s; %s stays claimed by %s of this build (release it, or let poolboy reap it): %v\n", why, what, claim, err)
 		return false
 	}
-	fmt.Fprintf(o.log, "%s; gave lock %q back (%s)\n", why, pl.lock, c)
+	fmt.Fprintf(o.log, "%s; gave %s back (%s)\n", why, what, c)
 	return true
 }
 
@@ -618,6 +657,9 @@ func (o *outRun) claimPlan(l pool.Lock) plan {
 // release frees the lock the step names, fenced by the claim the build holds (see
 // fence). A lock that is not claimed any more (reaped, or released by someone else)
 // needs nothing: succeed with a warning rather than fail the build.
+//
+// A claim of several locks at once (multi.go) is released whole: every lock of it,
+// in one commit (see releaseSet), also when the step's own lock is free already.
 func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, error) {
 	name := o.step.name
 	l, found, err := find(p, name)
@@ -627,6 +669,13 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 	case !found:
 		return o.quarantined(ctx, head, p.Name, name)
 	case !l.Claimed:
+		claim, set, err := o.heldSet(ctx, head)
+		if err != nil || set != nil {
+			if err != nil {
+				return plan{}, err
+			}
+			return o.releaseSet(ctx, head, claim, set)
+		}
 		fmt.Fprintf(o.log, "warning: lock %s is not claimed any more (reaped, or released by someone else); nothing to release\n", name)
 		v, err := o.lockVersion(ctx, head, name)
 		return plan{lock: name, done: true, version: v}, err
@@ -634,6 +683,18 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 	claim, err := o.fence(ctx, head, l)
 	if err != nil {
 		return plan{}, err
+	}
+	if claim != "" {
+		set, err := lockSetOf(ctx, o.repo, claim)
+		if err != nil {
+			return plan{}, err
+		}
+		if set != nil {
+			if o.params.To != "" {
+				return plan{}, fmt.Errorf("invalid payload: params.to returns one lock; the claim of %s took several (%s)", l.Name, lockList(set))
+			}
+			return o.releaseSet(ctx, head, claim, set)
+		}
 	}
 	pl := o.releasePlan(l, claim)
 	if to := o.params.To; to != "" {
@@ -697,6 +758,24 @@ func (o *outRun) returnEdits(ctx context.Context, head string, l pool.Lock) ([]p
 	edits := pool.Move(l, false)
 	edits[1].Path = pool.LockPath(to, l.Name, false)
 	return edits, nil
+}
+
+// heldSet is the step's ref and its locks when the ref is a multi-lock claim in
+// the branch's history that took the step's lock; "" and nil otherwise.
+func (o *outRun) heldSet(ctx context.Context, head string) (string, []commitmsg.LockRef, error) {
+	ref := o.step.ref
+	if ref == "" {
+		return "", nil, nil
+	}
+	present, err := have(ctx, o.repo, ref)
+	if err != nil || !present || !gitx.IsAncestor(ctx, o.repo, ref, head) {
+		return "", nil, err
+	}
+	set, err := lockSetOf(ctx, o.repo, ref)
+	if err != nil || !slices.Contains(set, commitmsg.LockRef{Pool: o.src.Pool, Name: o.step.name}) {
+		return "", nil, err
+	}
+	return ref, set, nil
 }
 
 func (o *outRun) releasePlan(l pool.Lock, claim string) plan {

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,15 +52,17 @@ type queueWait struct {
 	renew time.Time // when its ticket must be renewed
 }
 
-// queued decides an acquire or claim with the queue.
+// queued decides an acquire or claim with the queue. Tickets of every pool's
+// queue are read and granted together: a ticket may want locks of several pools
+// (multi.go), and every waiter must agree on who gets which lock.
 func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, error) {
 	if o.q == nil {
 		o.q = &queueState{id: strings.ToLower(rand.Text())}
 	}
-	want := queue.Want{Acquire: true}
 	cause := "no lock available in pool " + p.Name
-	if o.op == "claim" {
-		want = queue.Want{Claim: o.step.name}
+	pools := map[string]*pool.Pool{p.Name: p}
+	switch {
+	case o.op == "claim":
 		l, found, err := find(p, o.step.name)
 		switch {
 		case err != nil:
@@ -70,8 +74,13 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		default:
 			cause = fmt.Sprintf("lock %s is promised to a ticket ahead", l.Name)
 		}
+	case o.multi():
+		var err error
+		if pools, err = o.requestedPools(); err != nil {
+			return plan{}, err
+		}
 	}
-	tickets, _, err := queue.Read(ctx, o.repo, head, p.Name)
+	tickets, _, err := queue.ReadAll(ctx, o.repo, head)
 	if err != nil {
 		return plan{}, err
 	}
@@ -80,14 +89,14 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 	var mine *queue.Ticket
 	var others []queue.Ticket
 	for i, t := range tickets {
-		if t.ID == o.q.id {
+		if t.ID == o.q.id && t.Pool == p.Name {
 			mine = &tickets[i]
 		} else {
 			others = append(others, t)
 		}
 	}
 	me := queue.Ticket{ID: o.q.id, Seq: queue.NextSeq(tickets), Priority: o.params.Priority, Enqueued: now,
-		Expires: now.Add(ttl), Want: []queue.Want{want}, Holder: o.queueHolder()}
+		Expires: now.Add(ttl), Want: o.wants(), Holder: o.queueHolder(), Pool: p.Name}
 	if mine != nil {
 		me = *mine
 	} else if o.q.wrote {
@@ -98,28 +107,46 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 	live := me
 	live.Expires = maxTime(live.Expires, now.Add(time.Second))
 	ordered := queue.Order(append(others, live), now)
-	var free []string
-	for _, l := range p.Unclaimed {
-		if p.Broken[l.Name] == "" {
-			free = append(free, l.Name)
+	free := map[string][]string{}
+	for _, sp := range o.snap.Pools {
+		for _, l := range freeLocks(sp) {
+			free[sp.Name] = append(free[sp.Name], l.Name)
 		}
 	}
-	grants := queue.Grant(ordered, free)
-	if name, ok := grants[me.ID]; ok {
+	shares := queue.Grant(ordered, free)
+	if share := shares[me.ID]; share.Granted {
 		if mine == nil && o.op == "acquire" {
-			name = o.anyLeft(free, grants, me.ID, name)
+			share.Locks = anyLeft(free, shares, me.ID, share.Locks)
 		}
-		l, _, err := find(p, name)
-		if err != nil {
-			return plan{}, err
+		var locks []pool.Lock
+		for _, gl := range share.Locks {
+			l, _, err := find(pools[gl.Pool], gl.Name)
+			if err != nil {
+				return plan{}, err
+			}
+			locks = append(locks, l)
 		}
-		pl := o.claimPlan(l)
+		pl := o.claimPlan(locks[0])
+		if o.multi() {
+			pl = o.multiClaimPlan(locks)
+		}
 		for _, t := range tickets {
-			if t.ID == me.ID || !t.Live(now) {
+			if (t.ID == me.ID && t.Pool == me.Pool) || !t.Live(now) {
 				pl.edits = append(pl.edits, pool.Edit{Path: t.Path})
 			}
 		}
 		return pl, nil
+	}
+	if o.multi() {
+		held := map[string]int{}
+		for id, sh := range shares {
+			if id != me.ID {
+				for _, l := range sh.Locks {
+					held[l.Pool]++
+				}
+			}
+		}
+		cause = o.shortage(pools, held)
 	}
 	renew := me.Expires.Add(-ttl * 2 / 3)
 	if mine == nil || !now.Before(renew) {
@@ -139,51 +166,81 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		return plan{again: true, msg: o.holder.message(op, p.Name),
 			edits: []pool.Edit{{Path: queue.Path(p.Name, me.ID), Mode: "100644", Blob: blob}}}, nil
 	}
-	pos := 0
-	for i, t := range ordered {
-		if t.ID == me.ID {
-			pos = i + 1
-			break
+	// The line this ticket stands in: the tickets that want a lock of a pool it wants.
+	var line []queue.Ticket
+	locks := 0
+	for _, sp := range pools {
+		locks += len(sp.Claimed) + len(sp.Unclaimed)
+	}
+	for _, t := range ordered {
+		if t.ID == me.ID || slices.ContainsFunc(t.Want, func(w queue.Want) bool { return pools[t.PoolOf(w)] != nil }) {
+			line = append(line, t)
 		}
 	}
+	pos := slices.IndexFunc(line, func(t queue.Ticket) bool { return t.ID == me.ID }) + 1
 	return plan{wait: cause, queue: &queueWait{
-		line:  positionLine(p.Name, o.step.name, ordered, pos, cause),
-		front: pos <= len(p.Claimed)+len(p.Unclaimed),
+		line:  positionLine(o.waitingFor(), line, pos, cause),
+		front: pos <= locks,
 		renew: renew,
 	}}, nil
 }
 
-// anyLeft picks, for a put that has no ticket yet, a random lock among those no
-// ticket is granted (granted: the grant's own pick): puts arriving together on an
-// empty queue then mostly pick different locks, as upstream's random pick does,
-// instead of all racing for the first.
-func (o *outRun) anyLeft(free []string, grants map[string]string, me, granted string) string {
-	taken := map[string]bool{}
-	for id, l := range grants {
+// waitingFor is what the put waits for, for its position line: "a lock in pool
+// aws", "lock env-1 in pool aws", "3 locks at once (2 of pool aws, 1 of pool gpu)".
+func (o *outRun) waitingFor() string {
+	switch {
+	case o.op == "claim":
+		return fmt.Sprintf("lock %s in pool %s", o.step.name, o.src.Pool)
+	case o.multi():
+		total := 0
+		var parts []string
+		for _, r := range o.request {
+			total += r.n
+			parts = append(parts, fmt.Sprintf("%d of pool %s", r.n, r.pool))
+		}
+		return fmt.Sprintf("%d locks at once (%s)", total, strings.Join(parts, ", "))
+	}
+	return "a lock in pool " + o.src.Pool
+}
+
+// anyLeft picks, for a put that has no ticket yet, random locks among those no
+// ticket gets or holds back (granted: the grant's own picks), pool by pool: puts
+// arriving together on an empty queue then mostly pick different locks, as
+// upstream's random pick does, instead of all racing for the first.
+func anyLeft(free map[string][]string, shares map[string]queue.Share, me string, granted []queue.Lock) []queue.Lock {
+	taken := map[queue.Lock]bool{}
+	for id, sh := range shares {
 		if id != me {
-			taken[l] = true
+			for _, l := range sh.Locks {
+				taken[l] = true
+			}
 		}
 	}
-	var left []string
-	for _, l := range free {
-		if !taken[l] {
-			left = append(left, l)
+	need := map[string]int{}
+	for _, l := range granted {
+		need[l.Pool]++
+	}
+	var picked []queue.Lock
+	for _, p := range slices.Sorted(maps.Keys(need)) {
+		var left []queue.Lock
+		for _, n := range free[p] {
+			if l := (queue.Lock{Pool: p, Name: n}); !taken[l] {
+				left = append(left, l)
+			}
 		}
+		if len(left) < need[p] {
+			return granted
+		}
+		mrand.Shuffle(len(left), func(i, j int) { left[i], left[j] = left[j], left[i] })
+		picked = append(picked, left[:need[p]]...)
 	}
-	if len(left) == 0 {
-		return granted
-	}
-	return left[mrand.IntN(len(left))]
+	return picked
 }
 
 // positionLine is where a ticket stands, for the build log:
 // "waiting for a lock in pool envs: position 3 of 7 (ahead: main/deploy/test #41, …)".
-func positionLine(poolName, claim string, ordered []queue.Ticket, pos int, cause string) string {
-	what := "a lock"
-	if claim != "" {
-		what = "lock " + claim
-	}
-	line := fmt.Sprintf("waiting for %s in pool %s: position %d of %d", what, poolName, pos, len(ordered))
+func positionLine(what string, ordered []queue.Ticket, pos int, cause string) string {
+	line := fmt.Sprintf("waiting for %s: position %d of %d", what, pos, len(ordered))
 	if pos == 1 {
 		return line + " (" + cause + ")"
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
+	"github.com/poolboy-ci/poolboy/internal/queue"
 	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
@@ -362,6 +363,9 @@ var expected = map[string]string{
 	"version":                        `an object {"ref": SHA}`,
 	"params.wait_timeout":            `a duration like "30m"`,
 	"params.priority":                "an integer",
+	"params.acquire":                 fmt.Sprintf("true, false or a number of locks from 1 to %d", queue.MaxWants),
+	"params.with":                    "a list of {pool, count}",
+	"params.with.count":              fmt.Sprintf("a number of locks from 1 to %d", queue.MaxWants),
 }
 
 func payloadError(err error) error {
