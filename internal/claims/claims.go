@@ -21,8 +21,10 @@
 // All paths are traced in one walk of history (one `git log` over the claimed/
 // directories that hold them, all commits with their parents), stopped as soon as
 // every trace has ended, so linear history costs one pass over the commits that
-// matter, as before merges were understood. Messages are read afterwards, for the
-// claim commits only. A shallow clone is deepened (×4 a round) while a trace reaches
+// matter, as before merges were understood. A cold walk of a long history hands its
+// older half to a second git log on another core (split.go), which lists exactly the
+// commits the first would have. Messages are read afterwards, for the claim commits
+// only. A shallow clone is deepened (×4 a round) while a trace reaches
 // its boundary, and each round goes on only from where the traces stopped.
 package claims
 
@@ -272,7 +274,7 @@ func (w *walk) run(ctx context.Context, repo Repo) error {
 	}
 	// A cold walk of one line from one head may hand its older half to a second git.
 	var sp *splitter
-	if len(starts) == 1 && len(w.shallow) == 0 && len(w.known) == 0 && !w.merges {
+	if splitMin > 0 && len(starts) == 1 && len(w.shallow) == 0 && len(w.known) == 0 && !w.merges {
 		sp = startSplit(ctx, repo, w, starts[0], from)
 		defer sp.stop()
 	}

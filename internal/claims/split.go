@@ -5,13 +5,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"sync"
 )
 
 // splitMin is the least history, in commits still to walk, worth a second git: below
-// it the second walk would cost more to start than it saves.
-var splitMin = 20_000
+// it the second walk would cost more to start than it saves. 0 turns splitting off.
+var splitMin = defaultSplitMin()
+
+// defaultSplitMin turns splitting off on one core, where the second git could only
+// take turns with the first.
+func defaultSplitMin() int {
+	if runtime.NumCPU() < 2 {
+		return 0
+	}
+	return 20_000
+}
 
 // splitWait makes the first walk wait for the first-parent line before its first
 // record, so that tests take the split whatever the timing. Never set outside tests.
