@@ -29,11 +29,11 @@ var splitWait = false
 
 // splitter lets a cold walk of a long history use a second core. The walk's git log
 // spends nearly all its time diffing trees, commit by commit; a `git rev-list
-// --first-parent` that diffs nothing finds the line from the head about four times
-// faster. Once it has, a second git log starts halfway down what is left, at S, and
-// the first stops when it reaches S: the walk then takes the second's records, which
-// are exactly the first's would have been. That holds because the split is only
-// taken while the first walk has listed nothing but the line itself, one parent
+// --first-parent` that diffs nothing lists the line from the head long before the
+// walk is through it. Then a second git log starts halfway down what is left, at S,
+// and the first stops when it reaches S: the walk takes the second's records, which
+// are exactly those the first would have listed. That holds because the split is
+// only taken while the first walk has listed nothing but the line itself, one parent
 // each: git then has only S's parents left to list, as the second has after S. A
 // merge, or any record off the line, abandons the split and the first walk goes on
 // alone, as without it.
