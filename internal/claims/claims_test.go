@@ -23,7 +23,7 @@ import (
 
 // execGit is a claims.Repo over the real git CLI: `git --git-dir=DIR args...`.
 // Like gitx it reads pathspecs literally, and it stops a streamed git once fn
-// returns. It counts the bytes streams read, and records every command. Deepen
+// returns. It counts the bytes history walks (git log) read, and records every command. Deepen
 // fetches from src, as a shallow mirror would from its remote.
 type execGit struct {
 	t     *testing.T
@@ -101,7 +101,11 @@ func (g *execGit) Stream(ctx context.Context, fn func(io.Reader) error, args ...
 		g.running--
 		g.mu.Unlock()
 	}()
-	ferr := fn(countingReader{stdout, g})
+	var r io.Reader = stdout
+	if slices.Contains(args, "log") {
+		r = countingReader{stdout, g} // the history walk's bytes, not the first-parent line's
+	}
+	ferr := fn(r)
 	stopped := ferr != nil || !atEOF(stdout)
 	if stopped {
 		cancel() // fn has what it wanted: stop git instead of reading on
