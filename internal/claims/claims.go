@@ -21,8 +21,10 @@
 // All paths are traced in one walk of history (one `git log` over the claimed/
 // directories that hold them, all commits with their parents), stopped as soon as
 // every trace has ended, so linear history costs one pass over the commits that
-// matter, as before merges were understood. Messages are read afterwards, for the
-// claim commits only. A shallow clone is deepened (×4 a round) while a trace reaches
+// matter, as before merges were understood. A cold walk of a long history hands its
+// older half to a second git log on another core (split.go), which lists exactly the
+// commits the first would have. Messages are read afterwards, for the claim commits
+// only. A shallow clone is deepened (×4 a round) while a trace reaches
 // its boundary, and each round goes on only from where the traces stopped.
 package claims
 
@@ -267,21 +269,49 @@ func (w *walk) run(ctx context.Context, repo Repo) error {
 	args := []string{"-c", "core.deltaBaseCacheLimit=8m", "-c", "core.packedGitLimit=8m", "-c", "core.packedGitWindowSize=1m",
 		"log", "--full-history", "--sparse", "--no-renames", "--no-follow", "--root",
 		"--no-show-signature", "--no-color", "--name-status", "-z", "--format=" + marker + "%H %P"}
-	args = append(append(append(args, starts...), "--"), w.dirs...)
+	from := func(starts ...string) []string {
+		return append(append(append(slices.Clip(args), starts...), "--"), w.dirs...)
+	}
+	// A cold walk of one line from one head may hand its older half to a second git.
+	var sp *splitter
+	if splitMin > 0 && len(starts) == 1 && len(w.shallow) == 0 && len(w.known) == 0 && !w.merges {
+		sp = startSplit(ctx, repo, w, starts[0], from)
+		defer sp.stop()
+	}
 	var werr error
+	handed := false
 	err := repo.Stream(ctx, func(r io.Reader) error {
 		return parse(r, w.index, w.newSet, func(rec *record) bool {
+			if sp != nil && sp.reached(rec) {
+				handed = true
+				return true
+			}
 			if werr = w.arrive(ctx, repo, rec); werr != nil {
 				return true
 			}
 			return len(w.frontier) == 0
 		})
-	}, args...)
+	}, from(starts...)...)
 	if err != nil {
 		return err
 	}
 	if werr != nil {
 		return werr
+	}
+	if handed {
+		// The second git's records are the rest of the first's, in the same order.
+		recs, err := sp.rest()
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if len(w.frontier) == 0 {
+				break
+			}
+			if err := w.arrive(ctx, repo, rec); err != nil {
+				return err
+			}
+		}
 	}
 	// Traces left waiting for commits git never listed (objects missing from the
 	// clone) end without a claim: those locks are reported unknown, never freed.
@@ -668,17 +698,18 @@ func parse(r io.Reader, index map[string]int, newSet func() set, visit func(*rec
 			cur = &record{commit: f[0], parents: f[1:], added: newSet()}
 			continue
 		}
-		status := string(bytes.TrimPrefix(tok, []byte("\n")))
-		if status == "" {
+		status := bytes.TrimPrefix(tok, []byte("\n"))
+		if len(status) == 0 {
 			continue
 		}
+		added := len(status) == 1 && status[0] == 'A'
 		if !sc.Scan() {
 			return fmt.Errorf("%w: a status without a path", errFormat)
 		}
 		if cur == nil {
 			return fmt.Errorf("%w: a path before any commit", errFormat)
 		}
-		if i, ok := index[sc.Text()]; ok && status == "A" {
+		if i, ok := index[string(sc.Bytes())]; ok && added {
 			cur.added.add(i)
 		}
 	}

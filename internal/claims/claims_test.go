@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,29 +23,36 @@ import (
 
 // execGit is a claims.Repo over the real git CLI: `git --git-dir=DIR args...`.
 // Like gitx it reads pathspecs literally, and it stops a streamed git once fn
-// returns. It counts the bytes streams read, and records every command. Deepen
+// returns. It counts the bytes history walks (git log) read, and records every command. Deepen
 // fetches from src, as a shallow mirror would from its remote.
 type execGit struct {
 	t     *testing.T
 	dir   string
-	src   string // where Deepen fetches from
+	src   string     // where Deepen fetches from
+	mu    sync.Mutex // a split walk runs gits side by side
 	read  int64
 	calls [][]string
+	// running counts the streamed gits not yet ended.
+	running int
 }
 
 type countingReader struct {
 	r io.Reader
-	n *int64
+	g *execGit
 }
 
 func (c countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	*c.n += int64(n)
+	c.g.mu.Lock()
+	c.g.read += int64(n)
+	c.g.mu.Unlock()
 	return n, err
 }
 
 func (g *execGit) cmd(ctx context.Context, args []string) *exec.Cmd {
+	g.mu.Lock()
 	g.calls = append(g.calls, args)
+	g.mu.Unlock()
 	cmd := exec.CommandContext(ctx, testenv.RequireCommand(g.t, "git"), append([]string{"--git-dir=" + g.dir}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GIT_") && !strings.HasPrefix(kv, "HOME=") {
@@ -85,7 +93,19 @@ func (g *execGit) Stream(ctx context.Context, fn func(io.Reader) error, args ...
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	ferr := fn(countingReader{stdout, &g.read})
+	g.mu.Lock()
+	g.running++
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.running--
+		g.mu.Unlock()
+	}()
+	var r io.Reader = stdout
+	if slices.Contains(args, "log") {
+		r = countingReader{stdout, g} // the history walk's bytes, not the first-parent line's
+	}
+	ferr := fn(r)
 	stopped := ferr != nil || !atEOF(stdout)
 	if stopped {
 		cancel() // fn has what it wanted: stop git instead of reading on
@@ -527,10 +547,7 @@ func (h *history) merge(branches ...string) string {
 // the branches that get merged in dated before their base, so that git lists
 // commits in every order it can.
 func TestFindMerges(t *testing.T) {
-	type want struct {
-		claims    map[string]string   // path -> claim commit
-		conflicts map[string][]string // path -> standing claims
-	}
+	type want = mergesWant
 	tests := []struct {
 		name  string
 		build func(h *history) want
@@ -648,6 +665,25 @@ func TestFindMerges(t *testing.T) {
 			return want{claims: map[string]string{"p/claimed/K": ck},
 				conflicts: map[string][]string{"p/claimed/L": {c1, c2}}}
 		},
+	}, {
+		// Lock moves on one line above a merge: a split walk takes its second half
+		// below the line's top, and that half has to trace through the merge.
+		name: "a line of lock moves above a pull",
+		build: func(h *history) want {
+			h.claim("L", "p/j build 1")
+			h.branch("origin")
+			h.release("L", "p/j build 1")
+			c1 := h.claim("L", "p/j build 2")
+			h.checkout("main")
+			h.unrelated("README")
+			h.merge("origin")
+			for i := range 3 {
+				h.claim("K", fmt.Sprintf("p/k build %d", i))
+				h.release("K", fmt.Sprintf("p/k build %d", i))
+			}
+			ck := h.claim("K", "p/k build 9")
+			return want{claims: map[string]string{"p/claimed/L": c1, "p/claimed/K": ck}}
+		},
 	}}
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	dates := map[string]func(n int) time.Time{
@@ -657,40 +693,65 @@ func TestFindMerges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, dn := range slices.Sorted(maps.Keys(dates)) {
-			t.Run(tt.name+"/"+dn, func(t *testing.T) {
-				h := newHistory(t, dates[dn])
-				w := tt.build(h)
-				h.checkout("main")
-				var paths []string
-				for _, p := range strings.Split(h.git("ls-tree", "-r", "--name-only", "main", "p/claimed"), "\n") {
-					if !strings.HasSuffix(p, ".gitkeep") {
-						paths = append(paths, p)
+			for _, split := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/split=%v", tt.name, dn, split), func(t *testing.T) {
+					if split {
+						forceSplit(t)
 					}
-				}
-				res := find(t, newGit(t, filepath.Join(h.dir, ".git")), paths...)
-				got := map[string]string{}
-				for p, c := range res.Claims {
-					got[p] = c.Commit
-				}
-				if fmt.Sprint(got) != fmt.Sprint(w.claims) && len(got)+len(w.claims) > 0 {
-					t.Errorf("claims %v, want %v\n%s", got, w.claims, h.git("log", "--graph", "--format=%h %s", "--all"))
-				}
-				gotC := map[string][]string{}
-				for p, cs := range res.Conflicts {
-					for _, c := range cs {
-						gotC[p] = append(gotC[p], c.Commit)
-					}
-					slices.Sort(gotC[p])
-				}
-				for p := range w.conflicts {
-					slices.Sort(w.conflicts[p])
-				}
-				if fmt.Sprint(gotC) != fmt.Sprint(w.conflicts) && len(gotC)+len(w.conflicts) > 0 {
-					t.Errorf("conflicts %v, want %v\n%s", gotC, w.conflicts, h.git("log", "--graph", "--format=%h %s", "--all"))
-				}
-			})
+					findMerges(t, dates[dn], tt.build)
+				})
+			}
 		}
 	}
+}
+
+// forceSplit makes every cold walk of a line of two commits or more split, for the
+// rest of the test.
+func forceSplit(t *testing.T) {
+	oldMin, oldWait := splitMin, splitWait
+	splitMin, splitWait = 2, true
+	t.Cleanup(func() { splitMin, splitWait = oldMin, oldWait })
+}
+
+type mergesWant = struct {
+	claims    map[string]string
+	conflicts map[string][]string
+}
+
+// findMerges builds a history with build and checks what Find says of it.
+func findMerges(t *testing.T, date func(int) time.Time, build func(h *history) mergesWant) *execGit {
+	h := newHistory(t, date)
+	w := build(h)
+	h.checkout("main")
+	var paths []string
+	for _, p := range strings.Split(h.git("ls-tree", "-r", "--name-only", "main", "p/claimed"), "\n") {
+		if !strings.HasSuffix(p, ".gitkeep") {
+			paths = append(paths, p)
+		}
+	}
+	g := newGit(t, filepath.Join(h.dir, ".git"))
+	res := find(t, g, paths...)
+	got := map[string]string{}
+	for p, c := range res.Claims {
+		got[p] = c.Commit
+	}
+	if fmt.Sprint(got) != fmt.Sprint(w.claims) && len(got)+len(w.claims) > 0 {
+		t.Errorf("claims %v, want %v\n%s", got, w.claims, h.git("log", "--graph", "--format=%h %s", "--all"))
+	}
+	gotC := map[string][]string{}
+	for p, cs := range res.Conflicts {
+		for _, c := range cs {
+			gotC[p] = append(gotC[p], c.Commit)
+		}
+		slices.Sort(gotC[p])
+	}
+	for p := range w.conflicts {
+		slices.Sort(w.conflicts[p])
+	}
+	if fmt.Sprint(gotC) != fmt.Sprint(w.conflicts) && len(gotC)+len(w.conflicts) > 0 {
+		t.Errorf("conflicts %v, want %v\n%s", gotC, w.conflicts, h.git("log", "--graph", "--format=%h %s", "--all"))
+	}
+	return g
 }
 
 // testenvRun runs git in h's work tree and returns its error instead of failing.

@@ -63,7 +63,7 @@ func benchStatusVsLog(b *testing.B, repo string, vsLog bool) {
 		b.Fatalf("go build: %v %s", err, out)
 	}
 	var peak, logPeak int64
-	var took, logTook time.Duration
+	var took, logTook, cpu, logCPU time.Duration
 	b.ResetTimer()
 	for b.Loop() {
 		start := time.Now()
@@ -72,6 +72,8 @@ func benchStatusVsLog(b *testing.B, repo string, vsLog bool) {
 			b.Fatalf("status: %v %s", err, out)
 		}
 		took += time.Since(start)
+		// wait4's usage covers the gits poolboy ran and waited for, too.
+		cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		peak = max(peak, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
 		if vsLog {
 			b.StopTimer()
@@ -86,12 +88,15 @@ func benchStatusVsLog(b *testing.B, repo string, vsLog bool) {
 				b.Fatalf("git log: %v", err)
 			}
 			logTook += time.Since(start)
+			logCPU += log.ProcessState.UserTime() + log.ProcessState.SystemTime()
 			logPeak = max(logPeak, log.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
 			b.StartTimer()
 		}
 	}
 	b.ReportMetric(float64(peak)/1024, "peak-RSS-MB")
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 	if vsLog {
+		b.ReportMetric(logCPU.Seconds()/float64(b.N), "git-log-cpu-s/op")
 		b.ReportMetric(logTook.Seconds()/float64(b.N), "git-log-s/op")
 		b.ReportMetric(float64(logPeak)/1024, "git-log-peak-RSS-MB")
 		b.ReportMetric(took.Seconds()/logTook.Seconds(), "status/git-log")

@@ -61,7 +61,7 @@ func lockRepo(t *testing.T) (url string, now time.Time) {
 	return "file://" + dir, now
 }
 
-func open(t *testing.T, url string) *gitx.Repo {
+func open(t testing.TB, url string) *gitx.Repo {
 	t.Helper()
 	repo, err := gitx.Open(context.Background(), gitx.Options{URL: url})
 	if err != nil {
