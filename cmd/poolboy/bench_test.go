@@ -113,6 +113,7 @@ func benchContention(b *testing.B, res string, c rig, commits int) {
 	var (
 		wall       time.Duration
 		handoffs   []time.Duration
+		getRelease []time.Duration
 		acqStats   proxyStats
 		allStats   proxyStats
 		races      int
@@ -131,12 +132,13 @@ func benchContention(b *testing.B, res string, c rig, commits int) {
 		h := checkHistory(b, bare, start, c)
 		wall += r.wall
 		handoffs = append(handoffs, r.handoffs...)
+		getRelease = append(getRelease, r.getRelease...)
 		races += r.races
 		waits += r.waits
 		queueOps += h.queueCommits
-		inversions += h.inversions(nil)
-		fifo += h.inversions(h.enqueued)
-		b.Logf("grants (builder by arrival) %v, tickets in the order they landed %v", h.granted, h.enqueued)
+		inversions += h.arrivalInversions
+		fifo += h.ticketInversions
+		b.Logf("claims in the order they landed (builders by arrival): %v", h.granted)
 		a := acquireProxy.snapshot()
 		cy := cycleProxy.snapshot()
 		acqStats.add(a)
@@ -152,6 +154,8 @@ func benchContention(b *testing.B, res string, c rig, commits int) {
 	b.ReportMetric(percentile(handoffs, 50).Seconds(), "handoff-p50-s")
 	b.ReportMetric(percentile(handoffs, 95).Seconds(), "handoff-p95-s")
 	b.ReportMetric(handoffs[len(handoffs)-1].Seconds(), "handoff-max-s")
+	slices.Sort(getRelease)
+	b.ReportMetric(percentile(getRelease, 50).Seconds(), "get-release-p50-s")
 	b.ReportMetric(float64(acqStats.conns["upload-pack"])/acquires, "upload-pack/acquire")
 	b.ReportMetric(float64(acqStats.conns["receive-pack"])/acquires, "receive-pack/acquire")
 	b.ReportMetric(float64(acqStats.conns["upload-pack"]+acqStats.conns["receive-pack"])/acquires, "requests/acquire")
@@ -202,6 +206,7 @@ type contention struct {
 	wall         time.Duration
 	handoffs     []time.Duration // for every acquire after the first c.locks
 	races, waits int             // lost push races and "no lock available" waits, over all acquires
+	getRelease   []time.Duration // for every builder, its get and release after the hold
 }
 
 type event struct {
@@ -266,6 +271,7 @@ func contend(b *testing.B, res string, c rig, acquireURI, cycleURI string) conte
 
 			time.Sleep(c.hold) // the job's work while it holds the lock, not synchronisation
 
+			stepAt := time.Now()
 			step := filepath.Join(work, "lock")
 			if _, err := runScript(filepath.Join(res, "in"), map[string]any{"source": c.source(cycleURI), "version": ans.Version}, env, step); err != nil {
 				errs[i] = fmt.Errorf("in: %v", err)
@@ -277,6 +283,7 @@ func contend(b *testing.B, res string, c rig, acquireURI, cycleURI string) conte
 			}
 			mu.Lock()
 			released = append(released, event{lock, time.Now()})
+			r.getRelease = append(r.getRelease, time.Since(stepAt))
 			mu.Unlock()
 		}()
 	}
@@ -341,35 +348,13 @@ func runScript(path string, request any, env []string, dir string) (scriptResult
 
 // round is what one round's history shows.
 type round struct {
-	granted      []int // builders (by arrival) in the order their claims landed
-	enqueued     []int // builders in the order their tickets landed
-	queueCommits int   // commits that only add, renew or delete tickets
-}
-
-// inversions counts the pairs granted in the opposite order to order (the
-// builders by arrival when order is nil); builders missing from order are left out.
-func (r round) inversions(order []int) int {
-	rank := map[int]int{}
-	for i, b := range order {
-		rank[b] = i
-	}
-	var ranks []int
-	for _, b := range r.granted {
-		if order == nil {
-			ranks = append(ranks, b)
-		} else if k, ok := rank[b]; ok {
-			ranks = append(ranks, k)
-		}
-	}
-	n := 0
-	for i := range ranks {
-		for j := i + 1; j < len(ranks); j++ {
-			if ranks[j] < ranks[i] {
-				n++
-			}
-		}
-	}
-	return n
+	granted []int // builders (by arrival) in the order their claims landed
+	// Claims that went to a builder while as many builders as there were free
+	// locks waited ahead of it: by arrival, and by the order their tickets landed.
+	// Two claims landing out of order on two free locks are no inversion: each
+	// builder got the lock the queue gave it.
+	arrivalInversions, ticketInversions int
+	queueCommits                        int // commits that only add, renew or delete tickets
 }
 
 // checkHistory replays the round's commits and fails the benchmark unless the
@@ -380,7 +365,11 @@ func checkHistory(b *testing.B, bare, start string, c rig) round {
 	b.Helper()
 	log := testenv.Git(b, bare, "log", "--reverse", "--no-renames", "--name-status", "--format=%x1e%H%x1f%B%x1f", start+"..main")
 	claimed := map[string]bool{}
-	seen := map[int]bool{}
+	free := c.locks
+	granted := map[int]bool{}
+	tickets := map[string]int{} // path -> place in the order tickets landed
+	ticketOf := map[int]string{}
+	landed := 0
 	var r round
 	for _, rec := range strings.Split(log, "\x1e")[1:] {
 		f := strings.Split(rec, "\x1f")
@@ -396,50 +385,75 @@ func checkHistory(b *testing.B, bare, start string, c rig) round {
 				}
 			}
 		}
-		var moves []string // "A claimed/lock-a"
-		tickets := false
+		var moves, gone []string // "A claimed/lock-a"; ticket paths deleted
+		onlyTickets := true
 		for _, line := range strings.Split(strings.TrimSpace(f[2]), "\n") {
 			st, path, ok := strings.Cut(line, "\t")
 			switch {
 			case !ok:
 			case strings.HasPrefix(path, ".poolboy-queue/P/"):
-				tickets = true
-				if st == "A" && !seen[builder] {
-					seen[builder] = true
-					r.enqueued = append(r.enqueued, builder)
+				switch {
+				case st == "D":
+					gone = append(gone, path)
+				case st == "A":
+					tickets[path] = landed
+					ticketOf[builder] = path
+					landed++
 				}
 			case strings.HasPrefix(path, "P/"):
+				onlyTickets = false
 				moves = append(moves, st+" "+strings.TrimPrefix(path, "P/"))
 			default:
 				b.Fatalf("commit %s (%q) changes %s", f[0], subject, path)
 			}
 		}
-		if len(moves) == 0 {
-			if !tickets {
-				b.Fatalf("commit %s (%q) changes nothing", f[0], subject)
-			}
+		if onlyTickets {
 			r.queueCommits++
-			continue
-		}
-		slices.Sort(moves)
-		if len(moves) != 2 {
-			b.Fatalf("commit %s (%q) is not one lock's claim or release: %v", f[0], subject, moves)
-		}
-		_, lock, _ := strings.Cut(moves[0], "/")
-		switch {
-		case moves[0] == "A claimed/"+lock && moves[1] == "D unclaimed/"+lock:
-			if claimed[lock] {
-				b.Fatalf("commit %s claims %s, held already: a lock held twice", f[0], lock)
+		} else {
+			slices.Sort(moves)
+			if len(moves) != 2 {
+				b.Fatalf("commit %s (%q) is not one lock's claim or release: %v", f[0], subject, moves)
 			}
-			claimed[lock] = true
-			r.granted = append(r.granted, builder)
-		case moves[0] == "A unclaimed/"+lock && moves[1] == "D claimed/"+lock:
-			if !claimed[lock] {
-				b.Fatalf("commit %s releases %s, which was free", f[0], lock)
+			_, lock, _ := strings.Cut(moves[0], "/")
+			switch {
+			case moves[0] == "A claimed/"+lock && moves[1] == "D unclaimed/"+lock:
+				if claimed[lock] {
+					b.Fatalf("commit %s claims %s, held already: a lock held twice", f[0], lock)
+				}
+				aheadByArrival, aheadByTicket := 0, 0
+				for y := range builder {
+					if !granted[y] {
+						aheadByArrival++
+					}
+				}
+				mine, queued := tickets[ticketOf[builder]]
+				for path, place := range tickets {
+					if path != ticketOf[builder] && (!queued || place < mine) {
+						aheadByTicket++
+					}
+				}
+				if aheadByArrival >= free {
+					r.arrivalInversions++
+				}
+				if aheadByTicket >= free {
+					r.ticketInversions++
+				}
+				claimed[lock] = true
+				free--
+				granted[builder] = true
+				r.granted = append(r.granted, builder)
+			case moves[0] == "A unclaimed/"+lock && moves[1] == "D claimed/"+lock:
+				if !claimed[lock] {
+					b.Fatalf("commit %s releases %s, which was free", f[0], lock)
+				}
+				claimed[lock] = false
+				free++
+			default:
+				b.Fatalf("commit %s (%q) is not one lock's claim or release: %v", f[0], subject, moves)
 			}
-			claimed[lock] = false
-		default:
-			b.Fatalf("commit %s (%q) is not one lock's claim or release: %v", f[0], subject, moves)
+		}
+		for _, path := range gone {
+			delete(tickets, path)
 		}
 	}
 	if len(r.granted) != c.builders {
