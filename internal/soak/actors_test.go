@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
@@ -20,7 +21,7 @@ import (
 // reached while a build is alive, even while Concourse cannot answer: a reap of a
 // live build's lock is then always a bug, never the policy. scratch is used only
 // by orphans (builds Concourse does not know), whose locks the timeout frees.
-var timeouts = map[string]time.Duration{"envs": 2 * time.Minute, "devices": 2 * time.Minute, "scratch": 3 * time.Second}
+var timeouts = map[string]time.Duration{"envs": 2 * time.Minute, "devices": 2 * time.Minute, "queue": 2 * time.Minute, "scratch": 3 * time.Second}
 
 // poolsFlag is timeouts as `poolboy clean --pools` takes them.
 func poolsFlag() string {
@@ -84,10 +85,21 @@ func (w *world) source(pool string) map[string]any {
 // version's ref and lock name, or the error line. Every step is followed by a
 // check of the invariants.
 func (a *actor) put(ctx context.Context, b *build, dir, pool, op string, params map[string]any) (ref, lock, errLine string, interrupted bool) {
+	ref, lock, errLine, r := a.putTriggered(ctx, b, dir, pool, op, params, trigger{})
+	return ref, lock, errLine, r.interrupted
+}
+
+// putTriggered is put, with the process signalled as tr says; it returns how the
+// process ended. A put that may have left its ticket in the queue (killed, or
+// its withdrawal failed) is recorded as such.
+func (a *actor) putTriggered(ctx context.Context, b *build, dir, pool, op string, params map[string]any, tr trigger) (ref, lock, errLine string, r result) {
 	req, _ := json.Marshal(map[string]any{"source": a.w.source(pool), "params": params})
-	r := a.w.run(ctx, filepath.Join(a.w.res, "out"), []string{dir}, req, a.w.env(b, a.home))
+	r = a.w.runTriggered(ctx, filepath.Join(a.w.res, "out"), []string{dir}, req, a.w.env(b, a.home), tr)
 	what := fmt.Sprintf("%s: out %s (%s #%s)", a.name, op, b.job, b.name)
 	a.w.stats.countLines(r.stderr)
+	if !r.killed.IsZero() || strings.Contains(r.stderr, "could not withdraw its ticket") {
+		a.w.ticketMayStay(b, r.killed)
+	}
 	if errLine = a.w.judge(what, r); errLine == "" {
 		var ans struct {
 			Version  struct{ Ref string } `json:"version"`
@@ -106,7 +118,7 @@ func (a *actor) put(ctx context.Context, b *build, dir, pool, op string, params 
 	}
 	a.w.stats.add(outcome("out "+op, errLine), 1)
 	a.w.checkStep(what)
-	return ref, lock, errLine, r.interrupted
+	return ref, lock, errLine, r
 }
 
 // get runs in for version ref into dir/step, as the get after a put (or a
@@ -284,6 +296,54 @@ func (a *actor) handOff(ctx context.Context, aborts int) {
 func (a *actor) builder(ctx context.Context, first int, stop time.Time) {
 	for i := first; time.Now().Before(stop) && ctx.Err() == nil; i++ {
 		scenarios[i%len(scenarios)].run(ctx, a)
+	}
+}
+
+// queuer takes the locks of pool queue (2 locks, 3 queuers each holding one for
+// up to 1.5 s), so most of its puts wait in the queue: acquires, and every third
+// a claim of a named lock. Every fourth put is aborted (SIGTERM) once it says
+// where it stands in the queue; the first put of queuer-1 that waits is SIGKILLed
+// there instead (its worker vanished), leaving a dead ticket in the queue.
+func (a *actor) queuer(ctx context.Context, first int, stop time.Time, kill bool) {
+	const waiting = "waiting for a lock in pool queue"
+	for i := first; time.Now().Before(stop) && ctx.Err() == nil; i++ {
+		b := a.w.startBuild("queue")
+		op, params := "acquire", map[string]any{"acquire": true}
+		if i%3 == 2 {
+			name := fmt.Sprintf("q-%d", 1+rand.IntN(2))
+			op, params = "claim", map[string]any{"claim": name}
+		}
+		var tr trigger
+		switch {
+		case kill:
+			tr = trigger{text: waiting, signal: syscall.SIGKILL}
+		case i%4 == 3:
+			tr = trigger{text: waiting, signal: syscall.SIGTERM}
+		}
+		dir := a.buildDir()
+		ref, lock, bad, r := a.putTriggered(ctx, b, dir, "queue", op, params, tr)
+		switch {
+		case !r.killed.IsZero():
+			kill = false
+			a.w.stats.add("queue: waiters killed (SIGKILL) in the queue", 1)
+			a.w.finish(b, "errored") // a worker lost mid-step
+			continue
+		case tr.signal == syscall.SIGTERM && r.interrupted:
+			a.w.stats.add("queue: waiters aborted (SIGTERM) in the queue", 1)
+		}
+		if bad != "" {
+			a.w.finish(b, failed(r.interrupted))
+			continue
+		}
+		a.w.output(b, ref)
+		h := &holding{pool: "queue", lock: lock, ref: ref, dir: dir, epoch: a.w.hold(a.name, "queue", lock, ref)}
+		if bad, intr := a.get(ctx, b, dir, "queue", ref); bad != "" {
+			a.w.drop(h.epoch)
+			a.w.finish(b, failed(intr))
+			continue
+		}
+		pause(ctx, 1500*time.Millisecond)
+		a.release(ctx, b, h, h.dir)
 	}
 }
 

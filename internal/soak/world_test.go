@@ -58,6 +58,10 @@ type world struct {
 	adminGen       uint64            // bumped on every change of added/removed
 	// Claims left to their pool's timeout: their hand-off's release never worked.
 	leftToTimeout map[string]bool
+	// Builds whose put may have left a ticket behind (SIGKILLed, or its withdrawal
+	// failed), by BUILD_ID: when it was killed, or the zero time.
+	ticketLeft map[string]time.Time
+	queue      *queueReplay
 	violations    []string
 }
 
@@ -93,6 +97,8 @@ func newWorld(t *testing.T) *world {
 		stats:   newStats(),
 
 		leftToTimeout: map[string]bool{},
+		ticketLeft:    map[string]time.Time{},
+		queue:         &queueReplay{tickets: map[string]ticket{}, maxExpires: map[string]time.Time{}},
 	}
 }
 
@@ -155,6 +161,14 @@ func (w *world) leaveToTimeout(claim string) {
 	defer w.mu.Unlock()
 	w.leftToTimeout[claim] = true
 	w.stats.add("hand-offs left to the timeout", 1)
+}
+
+// ticketMayStay records that b's put may have left its ticket in the queue:
+// it was killed at killed (zero: its withdrawal failed).
+func (w *world) ticketMayStay(b *build, killed time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ticketLeft[strconv.Itoa(b.id)] = killed
 }
 
 // output records the version a put step of b produced, as Concourse does.
