@@ -39,6 +39,7 @@ func ticketTTL(delay time.Duration) time.Duration { return max(6*delay, minTicke
 type queueState struct {
 	id    string
 	wrote bool   // a ticket was pushed (or may have been): withdraw it when giving up
+	seen  bool   // the ticket was in the queue at a head: gone from a later one, it expired
 	said  string // the last position line logged
 }
 
@@ -89,9 +90,11 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		Expires: now.Add(ttl), Want: []queue.Want{want}, Holder: o.queueHolder()}
 	if mine != nil {
 		me = *mine
-	} else if o.q.wrote {
+		o.q.seen = true
+	} else if o.q.seen {
+		// Not merely wrote: a ticket whose push lost a race never was in the queue.
 		fmt.Fprintf(o.log, "this build's ticket is gone from the queue of pool %s (it expired); queueing again\n", p.Name)
-		o.q.wrote = false
+		o.q.seen = false
 	}
 	// This waiter is alive, whatever its ticket's expiry says.
 	live := me

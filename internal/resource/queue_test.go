@@ -394,3 +394,29 @@ func TestQueueOff(t *testing.T) {
 		t.Error("a queue commit was pushed")
 	}
 }
+
+// A ticket whose push lost a race never was in the queue: the waiter queues
+// again on the new head without saying its ticket expired (found by the queue
+// benchmark, where most first tickets lose a race).
+func TestQueueLostTicketRaceIsNoExpiry(t *testing.T) {
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
+	fired := false
+	beforePush = func() {
+		if !fired {
+			fired = true
+			// Another build's ticket lands first.
+			pushTicket(t, bare, queue.Ticket{ID: "other", Seq: 1, Enqueued: time.Now(), Expires: time.Now().Add(time.Hour),
+				Want: []queue.Want{{Acquire: true}}, Holder: queue.Holder{Team: "main", Pipeline: "deploy", Job: "test", Build: "9", BuildID: "1009"}})
+		}
+	}
+	defer func() { beforePush = func() {} }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startOut(t, ctx, qsrc(bare), map[string]any{"acquire": true}, build(1))
+	await(t, w.log.notify("position 2 of 2"), "the build to queue behind the other ticket")
+	cancel()
+	w.wait(t, "the build to end")
+	if log := w.log.String(); !fired || !strings.Contains(log, "someone else pushed first") || strings.Contains(log, "expired") {
+		t.Errorf("log of a build whose first ticket lost a race:\n%s", log)
+	}
+}
