@@ -77,8 +77,18 @@ func (a *actor) buildDir() string {
 	return d
 }
 
+// retryDelay is each pool's retry_delay: the queue pool's waiters near the front
+// look every twentieth to tenth of it, so 1 s would have them fetch 10 to 20
+// times a second on the shared machine.
+func retryDelay(pool string) time.Duration {
+	if pool == "queue" {
+		return 2 * time.Second
+	}
+	return time.Second
+}
+
 func (w *world) source(pool string) map[string]any {
-	return map[string]any{"uri": w.url, "branch": "main", "pool": pool, "retry_delay": "1s"}
+	return map[string]any{"uri": w.url, "branch": "main", "pool": pool, "retry_delay": retryDelay(pool).String()}
 }
 
 // put runs out for build b with dir as the build's directory. It returns the
@@ -98,7 +108,7 @@ func (a *actor) putTriggered(ctx context.Context, b *build, dir, pool, op string
 	what := fmt.Sprintf("%s: out %s (%s #%s)", a.name, op, b.job, b.name)
 	a.w.stats.countLines(r.stderr)
 	if !r.killed.IsZero() || strings.Contains(r.stderr, "could not withdraw its ticket") {
-		a.w.ticketMayStay(b, r.killed)
+		a.w.ticketMayStay(b, pool, r.killed)
 	}
 	if errLine = a.w.judge(what, r); errLine == "" {
 		var ans struct {
@@ -299,8 +309,8 @@ func (a *actor) builder(ctx context.Context, first int, stop time.Time) {
 	}
 }
 
-// queuer takes the locks of pool queue (2 locks, 3 queuers each holding one for
-// up to 1.5 s), so most of its puts wait in the queue: acquires, and every third
+// queuer takes the locks of pool queue (2 locks, 4 queuers each holding one for
+// up to 2 s), so most of its puts wait in the queue: acquires, and every third
 // a claim of a named lock. Every fourth put is aborted (SIGTERM) once it says
 // where it stands in the queue; the first put of queuer-1 that waits is SIGKILLed
 // there instead (its worker vanished), leaving a dead ticket in the queue.
@@ -342,7 +352,7 @@ func (a *actor) queuer(ctx context.Context, first int, stop time.Time, kill bool
 			a.w.finish(b, failed(intr))
 			continue
 		}
-		pause(ctx, 1500*time.Millisecond)
+		pause(ctx, 2*time.Second)
 		a.release(ctx, b, h, h.dir)
 	}
 }

@@ -7,10 +7,9 @@ import (
 	"time"
 )
 
-// ticketTTL is how long a ticket lives after it was written, as the README
-// promises it (Fair waiting, Expiry): 6 × retry_delay, at least 5 s. The soak's
-// retry_delay is 1 s.
-const ticketTTL = 6 * time.Second
+// ticketTTL is how long a ticket of pool lives after it was written, as the
+// README promises it (Fair waiting, Expiry): 6 × retry_delay, at least 5 s.
+func ticketTTL(pool string) time.Duration { return max(6*retryDelay(pool), 5*time.Second) }
 
 // ticket is a queue ticket as the replay knows it. The checker decodes tickets
 // itself, as it parses paths itself: it must not share a parser with the code it
@@ -113,9 +112,9 @@ func (w *world) checkTickets(q *queueReplay, c commit, changes [][2]string, push
 			continue
 		case t.build != by:
 			w.violate("commit %s by build %s writes ticket %s of build %s", c.sha, by, path, t.build)
-		case t.expires.Sub(c.at) > ticketTTL+time.Second: // commit times are whole seconds
+		case t.expires.Sub(c.at) > ticketTTL(pool)+time.Second: // commit times are whole seconds
 			w.violate("commit %s writes ticket %s expiring %s after its commit, past the documented %s",
-				c.sha, path, t.expires.Sub(c.at).Round(time.Millisecond), ticketTTL)
+				c.sha, path, t.expires.Sub(c.at).Round(time.Millisecond), ticketTTL(pool))
 		}
 		if st == "A" {
 			for p, o := range q.tickets {
@@ -202,13 +201,13 @@ func (w *world) checkQueueEnd() {
 		}
 		w.stats.add("queue: tickets left at the end by a killed waiter or a failed withdrawal", 1)
 	}
-	for build, killed := range left {
-		if killed.IsZero() {
+	for build, k := range left {
+		if k.at.IsZero() {
 			continue
 		}
-		if until := w.queue.maxExpires[build]; until.After(killed.Add(ticketTTL + time.Second)) {
+		if until := w.queue.maxExpires[build]; until.After(k.at.Add(ticketTTL(k.pool) + time.Second)) {
 			w.violate("build %s was killed at %s, its ticket counted until %s: longer than the documented %s",
-				build, killed.Format(time.StampMilli), until.Format(time.StampMilli), ticketTTL)
+				build, k.at.Format(time.StampMilli), until.Format(time.StampMilli), ticketTTL(k.pool))
 		}
 	}
 }

@@ -59,10 +59,10 @@ type world struct {
 	// Claims left to their pool's timeout: their hand-off's release never worked.
 	leftToTimeout map[string]bool
 	// Builds whose put may have left a ticket behind (SIGKILLed, or its withdrawal
-	// failed), by BUILD_ID: when it was killed, or the zero time.
-	ticketLeft map[string]time.Time
+	// failed), by BUILD_ID.
+	ticketLeft map[string]kill
 	queue      *queueReplay
-	violations    []string
+	violations []string
 }
 
 // build is a Concourse build of the soak pipeline, or an orphan: a build of a
@@ -97,7 +97,7 @@ func newWorld(t *testing.T) *world {
 		stats:   newStats(),
 
 		leftToTimeout: map[string]bool{},
-		ticketLeft:    map[string]time.Time{},
+		ticketLeft:    map[string]kill{},
 		queue:         &queueReplay{tickets: map[string]ticket{}, maxExpires: map[string]time.Time{}},
 	}
 }
@@ -163,12 +163,18 @@ func (w *world) leaveToTimeout(claim string) {
 	w.stats.add("hand-offs left to the timeout", 1)
 }
 
-// ticketMayStay records that b's put may have left its ticket in the queue:
-// it was killed at killed (zero: its withdrawal failed).
-func (w *world) ticketMayStay(b *build, killed time.Time) {
+// kill is a put that may have left its ticket in pool's queue: killed at at (zero:
+// its withdrawal failed).
+type kill struct {
+	pool string
+	at   time.Time
+}
+
+// ticketMayStay records that b's put on pool may have left its ticket in the queue.
+func (w *world) ticketMayStay(b *build, pool string, killed time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.ticketLeft[strconv.Itoa(b.id)] = killed
+	w.ticketLeft[strconv.Itoa(b.id)] = kill{pool, killed}
 }
 
 // output records the version a put step of b produced, as Concourse does.
