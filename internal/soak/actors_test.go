@@ -309,13 +309,14 @@ func (a *actor) builder(ctx context.Context, first int, stop time.Time) {
 	}
 }
 
-// queuer takes the locks of pool queue (2 locks, 4 queuers each holding one for
+// queuer takes the locks of pool queue (2 locks, 3 queuers each holding one for
 // up to 2 s), so most of its puts wait in the queue: acquires, and every third
 // a claim of a named lock. Every fourth put is aborted (SIGTERM) once it says
-// where it stands in the queue; the first put of queuer-1 that waits is SIGKILLed
-// there instead (its worker vanished), leaving a dead ticket in the queue.
-func (a *actor) queuer(ctx context.Context, first int, stop time.Time, kill bool) {
-	const waiting = "waiting for a lock in pool queue"
+// where it stands in the queue. queuer-1 first plays deadTicket.
+func (a *actor) queuer(ctx context.Context, first int, stop time.Time) {
+	if first == 0 {
+		a.deadTicket(ctx)
+	}
 	for i := first; time.Now().Before(stop) && ctx.Err() == nil; i++ {
 		b := a.w.startBuild("queue")
 		op, params := "acquire", map[string]any{"acquire": true}
@@ -324,37 +325,80 @@ func (a *actor) queuer(ctx context.Context, first int, stop time.Time, kill bool
 			op, params = "claim", map[string]any{"claim": name}
 		}
 		var tr trigger
-		switch {
-		case kill:
-			tr = trigger{text: waiting, signal: syscall.SIGKILL}
-		case i%4 == 3:
-			tr = trigger{text: waiting, signal: syscall.SIGTERM}
+		if i%4 == 3 {
+			tr = trigger{text: "waiting for " + map[string]string{"acquire": "a lock", "claim": "lock " + fmt.Sprint(params["claim"])}[op], signal: syscall.SIGTERM}
 		}
-		dir := a.buildDir()
-		ref, lock, bad, r := a.putTriggered(ctx, b, dir, "queue", op, params, tr)
-		switch {
-		case !r.killed.IsZero():
-			kill = false
-			a.w.stats.add("queue: waiters killed (SIGKILL) in the queue", 1)
-			a.w.finish(b, "errored") // a worker lost mid-step
-			continue
-		case tr.signal == syscall.SIGTERM && r.interrupted:
-			a.w.stats.add("queue: waiters aborted (SIGTERM) in the queue", 1)
-		}
-		if bad != "" {
-			a.w.finish(b, failed(r.interrupted))
-			continue
-		}
-		a.w.output(b, ref)
-		h := &holding{pool: "queue", lock: lock, ref: ref, dir: dir, epoch: a.w.hold(a.name, "queue", lock, ref)}
-		if bad, intr := a.get(ctx, b, dir, "queue", ref); bad != "" {
-			a.w.drop(h.epoch)
-			a.w.finish(b, failed(intr))
-			continue
-		}
-		pause(ctx, 2*time.Second)
-		a.release(ctx, b, h, h.dir)
+		a.queuedPut(ctx, b, op, params, tr, 2*time.Second)
 	}
+}
+
+// deadTicket leaves a dead ticket at the head of lock q-1's line, whatever the
+// machine's speed: build A claims q-1 and holds it; B claims it too, waits, and
+// is SIGKILLed there (its worker vanished: its ticket stays); C claims it, waits
+// and is aborted (SIGTERM: it withdraws its ticket); A releases; D claims it and
+// gets it once B's ticket expired (or at once, if it has already), its claim
+// deleting B's ticket. The replay checks that nobody honoured B's ticket past
+// its expiry, and that its expiry was within what the README documents.
+func (a *actor) deadTicket(ctx context.Context) {
+	claim := map[string]any{"claim": "q-1"}
+	waiting := "waiting for lock q-1 in pool queue"
+	bA := a.w.startBuild("queue")
+	dir := a.buildDir()
+	ref, lock, bad, r := a.putTriggered(ctx, bA, dir, "queue", "claim", claim, trigger{})
+	if bad != "" {
+		a.w.finish(bA, failed(r.interrupted))
+		return
+	}
+	a.w.output(bA, ref)
+	h := &holding{pool: "queue", lock: lock, ref: ref, dir: dir, epoch: a.w.hold(a.name, "queue", lock, ref)}
+	if bad, intr := a.get(ctx, bA, dir, "queue", ref); bad != "" {
+		a.w.drop(h.epoch)
+		a.w.finish(bA, failed(intr))
+		return
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		// A put that failed before it waited (an injected fault) is tried again.
+		for try := 0; try < 5 && ctx.Err() == nil; try++ {
+			if a.queuedPut(ctx, a.w.startBuild("queue"), "claim", claim, trigger{text: waiting, signal: sig}, 0) {
+				break
+			}
+		}
+	}
+	a.release(ctx, bA, h, h.dir)
+	a.queuedPut(ctx, a.w.startBuild("queue"), "claim", claim, trigger{}, 0)
+}
+
+// queuedPut is build b's put on pool queue, signalled as tr says; when it gets
+// the lock, b holds it for up to hold and releases it. It reports whether tr's
+// signal was sent.
+func (a *actor) queuedPut(ctx context.Context, b *build, op string, params map[string]any, tr trigger, hold time.Duration) (signalled bool) {
+	dir := a.buildDir()
+	ref, lock, bad, r := a.putTriggered(ctx, b, dir, "queue", op, params, tr)
+	switch {
+	case !r.killed.IsZero():
+		a.w.stats.add("queue: waiters killed (SIGKILL) in the queue", 1)
+		a.w.finish(b, "errored") // a worker lost mid-step
+		return true
+	case tr.signal == syscall.SIGTERM && r.interrupted:
+		signalled = true
+		a.w.stats.add("queue: waiters aborted (SIGTERM) in the queue", 1)
+	}
+	if bad != "" {
+		a.w.finish(b, failed(r.interrupted))
+		return signalled
+	}
+	a.w.output(b, ref)
+	h := &holding{pool: "queue", lock: lock, ref: ref, dir: dir, epoch: a.w.hold(a.name, "queue", lock, ref)}
+	if bad, intr := a.get(ctx, b, dir, "queue", ref); bad != "" {
+		a.w.drop(h.epoch)
+		a.w.finish(b, failed(intr))
+		return
+	}
+	if hold > 0 {
+		pause(ctx, hold)
+	}
+	a.release(ctx, b, h, h.dir)
+	return signalled
 }
 
 // orphan claims scratch locks as builds of a pipeline Concourse no longer has.
