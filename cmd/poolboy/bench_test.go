@@ -641,6 +641,9 @@ func BenchmarkQueueWaiters(b *testing.B) {
 	}
 }
 
+// enqueueBound is how long BenchmarkQueueWaiters waits for every waiter to wait.
+const enqueueBound = 5 * time.Minute
+
 func benchWaiters(b *testing.B, res string, c rig, window time.Duration) {
 	root := b.TempDir()
 	bare := filepath.Join(root, "locks.git")
@@ -669,11 +672,30 @@ func benchWaiters(b *testing.B, res string, c rig, window time.Duration) {
 			}
 			ws = append(ws, w)
 		}
+		// A bound, not synchronisation: when the branch cannot take the tickets'
+		// pushes (a saturated server), waiters never all wait.
+		bound := time.After(enqueueBound)
 		for i, w := range ws {
 			select {
 			case <-w.waiting:
 			case <-w.done:
 				b.Fatalf("waiter %d ended before it waited: %v\n%s", i, w.err, w.stderr.String())
+			case <-bound:
+				n := 0
+				for _, w := range ws {
+					select {
+					case <-w.waiting:
+						n++
+					default:
+					}
+				}
+				for _, w := range ws {
+					w.cmd.Process.Signal(syscall.SIGTERM)
+				}
+				for _, w := range ws {
+					<-w.done
+				}
+				b.Fatalf("after %s only %d of %d waiters wait (%d requests so far)", enqueueBound, n, c.builders, proxy.count())
 			}
 		}
 		enqueue += time.Since(began).Seconds()
