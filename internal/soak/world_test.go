@@ -448,6 +448,8 @@ func classify(line string) string {
 	switch {
 	case strings.HasPrefix(l, "aborted: "):
 		return "aborted by SIGTERM"
+	case strings.HasPrefix(l, "killed by sigkill"):
+		return "killed by SIGKILL (the test's, in the queue)"
 	case strings.Contains(l, "connection refused") || strings.Contains(l, "connection reset") ||
 		strings.Contains(l, "hung up") || strings.Contains(l, "early eof") || strings.Contains(l, "broken pipe"):
 		return "git server down"
