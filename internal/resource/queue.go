@@ -273,6 +273,11 @@ func (o *outRun) withdraw(ctx context.Context, err error) error {
 		ab.what += "; " + note
 		return err
 	}
+	if ctx.Err() != nil {
+		// The abort stopped a git command rather than the wait: run would call this
+		// stoppedMidStep and drop the note with err's text, so say both here.
+		return &abortedError{what: stoppedMidStep + "; " + note, cause: context.Cause(ctx), err: err}
+	}
 	return fmt.Errorf("%w; %s", err, note)
 }
 

@@ -464,3 +464,28 @@ func TestQueueFIFOAcrossTwoLocks(t *testing.T) {
 		t.Errorf("tickets left: %v", tk)
 	}
 }
+
+// An abort that stops a git command of the waiting loop (not its sleep) still says
+// what became of the ticket: the withdrawal's note was lost behind "the step was
+// stopped before it finished" (found by the 50-waiter benchmark's mass abort).
+func TestQueueAbortMidCommandSaysItWithdrew(t *testing.T) {
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fired := false
+	beforePush = func() {
+		if !fired {
+			fired = true
+			cancel() // the ticket's push is on the wire and lands; what follows is stopped
+		}
+	}
+	defer func() { beforePush = func() {} }()
+	_, err := out(t, ctx, t.TempDir(), qsrc(bare), map[string]any{"acquire": true}, build(1), nil)
+	var ab *abortedError
+	if !errors.As(err, &ab) || !strings.Contains(err.Error(), "withdrew its ticket from the queue") {
+		t.Errorf("an abort after the ticket landed: %v", err)
+	}
+	if tk := tickets(t, bare); len(tk) != 0 {
+		t.Errorf("tickets left: %v", tk)
+	}
+}
