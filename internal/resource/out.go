@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/backoff"
 	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/pool"
@@ -342,6 +343,7 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 	// and whose fate push could not look up: once a fetch works, its history says
 	// whether it landed. Deciding again without looking would claim a second lock.
 	var unsure *pending
+	lostTickets := 0 // queue commits that lost a push race in a row
 	for {
 		p, err := o.poolAt(ctx, head)
 		if err != nil {
@@ -380,6 +382,7 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		case err == nil && pl.again:
 			o.waited = true
 			head = commit
+			lostTickets = 0
 			continue
 		case err == nil:
 			return o.landed(ctx, commit, pl)
@@ -391,7 +394,17 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 			// lock go to a waiter quickly; a full retry_delay here is upstream's
 			// main cost under contention.
 			fmt.Fprintln(o.log, "someone else pushed first; deciding again on the new state")
-			if err := sleep(ctx, rand.N(min(maxJitter, delay)+1)); err != nil {
+			pause := rand.N(min(maxJitter, delay) + 1)
+			if pl.again {
+				// Every waiter writes a ticket: W waiters arriving together would
+				// collide about W²/2 times after the short jitter, every loss a push
+				// and a fetch that also stand in the way of the claims of waiters
+				// being granted. A ticket is not urgent, so its writer backs off
+				// (up to half a retry_delay); a claim keeps the short jitter.
+				lostTickets++
+				pause = backoff.Exp(lostTickets, maxJitter, delay/2)
+			}
+			if err := sleep(ctx, pause); err != nil {
 				return nil, err
 			}
 		default:

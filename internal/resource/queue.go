@@ -41,6 +41,7 @@ func ticketTTL(delay time.Duration) time.Duration { return max(6*delay, minTicke
 type queueState struct {
 	id    string
 	wrote bool      // a ticket was pushed (or may have been): withdraw it when giving up
+	seen  bool      // the ticket was in the queue at a head: gone from a later one, it expired
 	since time.Time // when its first ticket was enqueued; zero: it wrote none
 	said  string    // the last position line logged
 }
@@ -99,9 +100,11 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		Expires: now.Add(ttl), Want: o.wants(), Holder: o.queueHolder(), Pool: p.Name}
 	if mine != nil {
 		me = *mine
-	} else if o.q.wrote {
+		o.q.seen = true
+	} else if o.q.seen {
+		// Not merely wrote: a ticket whose push lost a race never was in the queue.
 		fmt.Fprintf(o.log, "this build's ticket is gone from the queue of pool %s (it expired); queueing again\n", p.Name)
-		o.q.wrote = false
+		o.q.seen = false
 	}
 	// This waiter is alive, whatever its ticket's expiry says.
 	live := me
@@ -330,6 +333,11 @@ func (o *outRun) withdraw(ctx context.Context, err error) error {
 	if errors.As(err, &ab) {
 		ab.what += "; " + note
 		return err
+	}
+	if ctx.Err() != nil {
+		// The abort stopped a git command rather than the wait: run would call this
+		// stoppedMidStep and drop the note with err's text, so say both here.
+		return &abortedError{what: stoppedMidStep + "; " + note, cause: context.Cause(ctx), err: err}
 	}
 	return fmt.Errorf("%w; %s", err, note)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -454,5 +455,99 @@ func TestMetricsQueueWait(t *testing.T) {
 	}
 	if lo := released.Sub(queued).Seconds(); v < lo || v > elapsed.Seconds() {
 		t.Errorf("build 3 waited %vs by the gateway, want between %vs (queued to released) and %vs (the whole put)", v, lo, elapsed.Seconds())
+	}
+}
+
+// A ticket whose push lost a race never was in the queue: the waiter queues
+// again on the new head without saying its ticket expired (found by the queue
+// benchmark, where most first tickets lose a race).
+func TestQueueLostTicketRaceIsNoExpiry(t *testing.T) {
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
+	fired := false
+	beforePush = func() {
+		if !fired {
+			fired = true
+			// Another build's ticket lands first.
+			pushTicket(t, bare, queue.Ticket{ID: "other", Seq: 1, Enqueued: time.Now(), Expires: time.Now().Add(time.Hour),
+				Want: []queue.Want{{Acquire: true}}, Holder: queue.Holder{Team: "main", Pipeline: "deploy", Job: "test", Build: "9", BuildID: "1009"}})
+		}
+	}
+	defer func() { beforePush = func() {} }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startOut(t, ctx, qsrc(bare), map[string]any{"acquire": true}, build(1))
+	await(t, w.log.notify("position 2 of 2"), "the build to queue behind the other ticket")
+	cancel()
+	w.wait(t, "the build to end")
+	if log := w.log.String(); !fired || !strings.Contains(log, "someone else pushed first") || strings.Contains(log, "expired") {
+		t.Errorf("log of a build whose first ticket lost a race:\n%s", log)
+	}
+}
+
+// Builds queued one after another on a pool of two locks get them in the order
+// they queued, whichever lock frees first (the order assertion of the queue
+// benchmark's staggered arrivals, without its clock).
+func TestQueueFIFOAcrossTwoLocks(t *testing.T) {
+	t.Parallel()
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true}, lock{pool: "aws", name: "env-2", claimed: true})
+	start := head(t, bare)
+	const n = 5
+	var ws []*waiter
+	for i := range n {
+		w := startOut(t, context.Background(), qsrc(bare), map[string]any{"acquire": true}, build(i+1))
+		await(t, w.log.notify(fmt.Sprintf("waiting for a lock in pool aws: position %d of %d", i+1, i+1)), fmt.Sprintf("build %d to queue", i+1))
+		ws = append(ws, w)
+	}
+	// env-2 frees first, then env-1; from then on each holder releases in turn.
+	upstream(t, bare, "unclaiming: env-2", gitMove(t, "aws/claimed/env-2", "aws/unclaimed/env-2"))
+	ws[0].wait(t, "build 1 to get env-2")
+	upstream(t, bare, "unclaiming: env-1", gitMove(t, "aws/claimed/env-1", "aws/unclaimed/env-1"))
+	ws[1].wait(t, "build 2 to get env-1")
+	for i, w := range ws {
+		if w.err != nil {
+			t.Fatalf("build %d: %v\n%s", i+1, w.err, w.log)
+		}
+		for _, other := range ws[min(i+2, n):] {
+			select {
+			case <-other.done:
+				t.Fatalf("build %d got a lock before build %d (%v)\n%s", slices.Index(ws, other)+1, i+1, other.err, other.log)
+			default:
+			}
+		}
+		w.release(t, qsrc(bare), build(i+1))
+		if i+2 < n {
+			ws[i+2].wait(t, fmt.Sprintf("build %d to get the lock build %d released", i+3, i+1))
+		}
+	}
+	if got, want := strings.Join(claimsInHistory(t, bare, start), " "), "1:env-2 2:env-1 3:env-2 4:env-1 5:env-2"; got != want {
+		t.Errorf("claims %s, want %s", got, want)
+	}
+	if tk := tickets(t, bare); len(tk) != 0 {
+		t.Errorf("tickets left: %v", tk)
+	}
+}
+
+// An abort that stops a git command of the waiting loop (not its sleep) still says
+// what became of the ticket: the withdrawal's note was lost behind "the step was
+// stopped before it finished" (found by the 50-waiter benchmark's mass abort).
+func TestQueueAbortMidCommandSaysItWithdrew(t *testing.T) {
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fired := false
+	beforePush = func() {
+		if !fired {
+			fired = true
+			cancel() // the ticket's push is on the wire and lands; what follows is stopped
+		}
+	}
+	defer func() { beforePush = func() {} }()
+	_, err := out(t, ctx, t.TempDir(), qsrc(bare), map[string]any{"acquire": true}, build(1), nil)
+	var ab *abortedError
+	if !errors.As(err, &ab) || !strings.Contains(err.Error(), "withdrew its ticket from the queue") {
+		t.Errorf("an abort after the ticket landed: %v", err)
+	}
+	if tk := tickets(t, bare); len(tk) != 0 {
+		t.Errorf("tickets left: %v", tk)
 	}
 }

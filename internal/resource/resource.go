@@ -120,10 +120,13 @@ func run(ctx context.Context, stdin io.Reader, stderr io.Writer, body func(*scri
 	}
 	var ab *abortedError
 	if read && ctx.Err() != nil && !errors.As(err, &ab) {
-		err = &abortedError{what: "the step was stopped before it finished", cause: context.Cause(ctx), err: err}
+		err = &abortedError{what: stoppedMidStep, cause: context.Cause(ctx), err: err}
 	}
 	return &scriptError{msg: red.String(err.Error()), err: err}
 }
+
+// stoppedMidStep is what an abort gave up when it stopped a command mid-way.
+const stoppedMidStep = "the step was stopped before it finished"
 
 // abortedError is how a step Concourse stopped (SIGTERM or SIGINT: ctx ended)
 // ends. Its text says what was given up, in words of its own: "git clone: signal:

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
@@ -20,7 +21,7 @@ import (
 // reached while a build is alive, even while Concourse cannot answer: a reap of a
 // live build's lock is then always a bug, never the policy. scratch is used only
 // by orphans (builds Concourse does not know), whose locks the timeout frees.
-var timeouts = map[string]time.Duration{"envs": 2 * time.Minute, "devices": 2 * time.Minute, "scratch": 3 * time.Second}
+var timeouts = map[string]time.Duration{"envs": 2 * time.Minute, "devices": 2 * time.Minute, "queue": 2 * time.Minute, "scratch": 3 * time.Second}
 
 // poolsFlag is timeouts as `poolboy clean --pools` takes them.
 func poolsFlag() string {
@@ -76,18 +77,39 @@ func (a *actor) buildDir() string {
 	return d
 }
 
+// retryDelay is each pool's retry_delay: the queue pool's waiters near the front
+// look every twentieth to tenth of it, so 1 s would have them fetch 10 to 20
+// times a second on the shared machine.
+func retryDelay(pool string) time.Duration {
+	if pool == "queue" {
+		return 2 * time.Second
+	}
+	return time.Second
+}
+
 func (w *world) source(pool string) map[string]any {
-	return map[string]any{"uri": w.url, "branch": "main", "pool": pool, "retry_delay": "1s"}
+	return map[string]any{"uri": w.url, "branch": "main", "pool": pool, "retry_delay": retryDelay(pool).String()}
 }
 
 // put runs out for build b with dir as the build's directory. It returns the
 // version's ref and lock name, or the error line. Every step is followed by a
 // check of the invariants.
 func (a *actor) put(ctx context.Context, b *build, dir, pool, op string, params map[string]any) (ref, lock, errLine string, interrupted bool) {
+	ref, lock, errLine, r := a.putTriggered(ctx, b, dir, pool, op, params, trigger{})
+	return ref, lock, errLine, r.interrupted
+}
+
+// putTriggered is put, with the process signalled as tr says; it returns how the
+// process ended. A put that may have left its ticket in the queue (killed, or
+// its withdrawal failed) is recorded as such.
+func (a *actor) putTriggered(ctx context.Context, b *build, dir, pool, op string, params map[string]any, tr trigger) (ref, lock, errLine string, r result) {
 	req, _ := json.Marshal(map[string]any{"source": a.w.source(pool), "params": params})
-	r := a.w.run(ctx, filepath.Join(a.w.res, "out"), []string{dir}, req, a.w.env(b, a.home))
+	r = a.w.runTriggered(ctx, filepath.Join(a.w.res, "out"), []string{dir}, req, a.w.env(b, a.home), tr)
 	what := fmt.Sprintf("%s: out %s (%s #%s)", a.name, op, b.job, b.name)
 	a.w.stats.countLines(r.stderr)
+	if !r.killed.IsZero() || strings.Contains(r.stderr, "could not withdraw its ticket") {
+		a.w.ticketMayStay(b, pool, r.killed)
+	}
 	if errLine = a.w.judge(what, r); errLine == "" {
 		var ans struct {
 			Version  struct{ Ref string } `json:"version"`
@@ -106,7 +128,7 @@ func (a *actor) put(ctx context.Context, b *build, dir, pool, op string, params 
 	}
 	a.w.stats.add(outcome("out "+op, errLine), 1)
 	a.w.checkStep(what)
-	return ref, lock, errLine, r.interrupted
+	return ref, lock, errLine, r
 }
 
 // get runs in for version ref into dir/step, as the get after a put (or a
@@ -285,6 +307,98 @@ func (a *actor) builder(ctx context.Context, first int, stop time.Time) {
 	for i := first; time.Now().Before(stop) && ctx.Err() == nil; i++ {
 		scenarios[i%len(scenarios)].run(ctx, a)
 	}
+}
+
+// queuer takes the locks of pool queue (2 locks, 3 queuers each holding one for
+// up to 2 s), so most of its puts wait in the queue: acquires, and every third
+// a claim of a named lock. Every fourth put is aborted (SIGTERM) once it says
+// where it stands in the queue. queuer-1 first plays deadTicket.
+func (a *actor) queuer(ctx context.Context, first int, stop time.Time) {
+	if first == 0 {
+		a.deadTicket(ctx)
+	}
+	for i := first; time.Now().Before(stop) && ctx.Err() == nil; i++ {
+		b := a.w.startBuild("queue")
+		op, params := "acquire", map[string]any{"acquire": true}
+		if i%3 == 2 {
+			name := fmt.Sprintf("q-%d", 1+rand.IntN(2))
+			op, params = "claim", map[string]any{"claim": name}
+		}
+		var tr trigger
+		if i%4 == 3 {
+			tr = trigger{text: "waiting for " + map[string]string{"acquire": "a lock", "claim": "lock " + fmt.Sprint(params["claim"])}[op], signal: syscall.SIGTERM}
+		}
+		a.queuedPut(ctx, b, op, params, tr, 2*time.Second)
+	}
+}
+
+// deadTicket leaves a dead ticket at the head of lock q-1's line, whatever the
+// machine's speed: build A claims q-1 and holds it; B claims it too, waits, and
+// is SIGKILLed there (its worker vanished: its ticket stays); C claims it, waits
+// and is aborted (SIGTERM: it withdraws its ticket); A releases; D claims it and
+// gets it once B's ticket expired (or at once, if it has already), its claim
+// deleting B's ticket. The replay checks that nobody honoured B's ticket past
+// its expiry, and that its expiry was within what the README documents.
+func (a *actor) deadTicket(ctx context.Context) {
+	claim := map[string]any{"claim": "q-1"}
+	waiting := "waiting for lock q-1 in pool queue"
+	bA := a.w.startBuild("queue")
+	dir := a.buildDir()
+	ref, lock, bad, r := a.putTriggered(ctx, bA, dir, "queue", "claim", claim, trigger{})
+	if bad != "" {
+		a.w.finish(bA, failed(r.interrupted))
+		return
+	}
+	a.w.output(bA, ref)
+	h := &holding{pool: "queue", lock: lock, ref: ref, dir: dir, epoch: a.w.hold(a.name, "queue", lock, ref)}
+	if bad, intr := a.get(ctx, bA, dir, "queue", ref); bad != "" {
+		a.w.drop(h.epoch)
+		a.w.finish(bA, failed(intr))
+		return
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		// A put that failed before it waited (an injected fault) is tried again.
+		for try := 0; try < 5 && ctx.Err() == nil; try++ {
+			if a.queuedPut(ctx, a.w.startBuild("queue"), "claim", claim, trigger{text: waiting, signal: sig}, 0) {
+				break
+			}
+		}
+	}
+	a.release(ctx, bA, h, h.dir)
+	a.queuedPut(ctx, a.w.startBuild("queue"), "claim", claim, trigger{}, 0)
+}
+
+// queuedPut is build b's put on pool queue, signalled as tr says; when it gets
+// the lock, b holds it for up to hold and releases it. It reports whether tr's
+// signal was sent.
+func (a *actor) queuedPut(ctx context.Context, b *build, op string, params map[string]any, tr trigger, hold time.Duration) (signalled bool) {
+	dir := a.buildDir()
+	ref, lock, bad, r := a.putTriggered(ctx, b, dir, "queue", op, params, tr)
+	switch {
+	case !r.killed.IsZero():
+		a.w.stats.add("queue: waiters killed (SIGKILL) in the queue", 1)
+		a.w.finish(b, "errored") // a worker lost mid-step
+		return true
+	case tr.signal == syscall.SIGTERM && r.interrupted:
+		signalled = true
+		a.w.stats.add("queue: waiters aborted (SIGTERM) in the queue", 1)
+	}
+	if bad != "" {
+		a.w.finish(b, failed(r.interrupted))
+		return signalled
+	}
+	a.w.output(b, ref)
+	h := &holding{pool: "queue", lock: lock, ref: ref, dir: dir, epoch: a.w.hold(a.name, "queue", lock, ref)}
+	if bad, intr := a.get(ctx, b, dir, "queue", ref); bad != "" {
+		a.w.drop(h.epoch)
+		a.w.finish(b, failed(intr))
+		return
+	}
+	if hold > 0 {
+		pause(ctx, hold)
+	}
+	a.release(ctx, b, h, h.dir)
+	return signalled
 }
 
 // orphan claims scratch locks as builds of a pipeline Concourse no longer has.

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/poolboy-ci/poolboy/internal/queue"
 )
 
 // git runs git in the server's repository (read-only use).
@@ -231,22 +229,22 @@ func (w *world) replay(start string) map[string]*lockState {
 			w.violate("history is not linear at %s: parents %v, previous commit %s", c.sha, c.parents, prev)
 		}
 		prev = c.sha
-		w.apply(state, c, pushedAt[i])
+		w.apply(state, w.queue, c, pushedAt[i])
 	}
 	w.stats.add("commits pushed", len(cs))
 	return state
 }
 
-// apply checks one commit against the state before it and applies it.
-func (w *world) apply(state map[string]*lockState, c commit, pushedAt time.Time) {
+// apply checks one commit against the state before it and applies it. Its
+// ticket changes are checked against the queue before it, and so is its claim,
+// if it is one; a commit that changes tickets only is a queue operation.
+func (w *world) apply(state map[string]*lockState, q *queueReplay, c commit, pushedAt time.Time) {
 	var locks []string
+	var tickets [][2]string
 	kinds := ""
-	queued := 0
 	for _, ch := range c.changes {
-		// The queue's tickets live outside every pool; a commit may write one, or
-		// delete some beside its claim.
-		if strings.HasPrefix(ch[1], queue.Root+"/") {
-			queued++
+		if _, ok := ticketPath(ch[1]); ok {
+			tickets = append(tickets, ch)
 			continue
 		}
 		pool, st, name, ok := lockPath(ch[1])
@@ -260,9 +258,11 @@ func (w *world) apply(state map[string]*lockState, c commit, pushedAt time.Time)
 		}
 		kinds += ch[0] + st + " "
 	}
+	after := w.checkTickets(q, c, tickets, pushedAt)
+	defer func() { q.tickets = after }()
 	subject, _, _ := strings.Cut(c.msg, "\n")
-	if len(locks) == 0 && queued > 0 {
-		w.stats.add("ops: queue tickets", 1)
+	if len(locks) == 0 && len(tickets) > 0 {
+		w.stats.add("queue: commits that change tickets only", 1)
 		return
 	}
 	if len(locks) != 1 {
@@ -280,6 +280,7 @@ func (w *world) apply(state map[string]*lockState, c commit, pushedAt time.Time)
 			w.violate("commit %s claims %s, which was %s", c.sha, key, describe(l))
 			return
 		}
+		w.checkFair(q, state, c, pool, name, trailer(c.msg, "Poolboy-Build-Id"), pushedAt)
 		l.claimed, l.claim, l.at, l.holder = true, c.sha, c.at, trailer(c.msg, "Poolboy-Build-Id")
 		// No scenario has a build hold two locks: a second one is a leak.
 		for other, o := range state {
@@ -401,6 +402,7 @@ func (w *world) checkFree(c commit, pool, key string, l *lockState, pushedAt tim
 // build that succeeded and handed the lock to downstream builds that all failed
 // to release it (kept until the timeout, as the policy says, and counted).
 func (w *world) checkEnd(state map[string]*lockState, cleanAt time.Time) {
+	w.checkQueueEnd()
 	beliefs, _, _, _ := w.snapshot()
 	for _, b := range beliefs {
 		w.violate("at the end %s still believes it holds %s/%s", b.actor, b.pool, b.lock)

@@ -71,14 +71,15 @@ func TestSoak(t *testing.T) {
 	base := t.TempDir()
 	w.poolboy, w.res = buildBinary(t, goBin, base)
 
-	// The repository: three pools, built 1h ago.
+	// The repository: four pools, built 1h ago.
 	root := filepath.Join(base, "srv")
 	w.bare = filepath.Join(root, "locks.git")
 	now := time.Now()
-	spec := fixture.Spec{Branch: "main", Pools: []string{"envs", "devices", "scratch"}, Start: now.Add(-time.Hour)}
+	spec := fixture.Spec{Branch: "main", Pools: []string{"envs", "devices", "queue", "scratch"}, Start: now.Add(-time.Hour)}
 	for pool, names := range map[string][]string{
 		"envs":    {"env-1", "env-2", "env-3", "env-4", "env-5", "env-6"},
 		"devices": {"dev-1", "dev-2", "dev-3", "dev-4"},
+		"queue":   {"q-1", "q-2"},
 		"scratch": {"tmp-1", "tmp-2", "tmp-3"},
 	} {
 		for _, n := range names {
@@ -118,6 +119,10 @@ func TestSoak(t *testing.T) {
 		a := w.newActor(base, fmt.Sprintf("orphan-%d", i+1))
 		actors.Go(func() { a.orphan(hard, stop) })
 	}
+	for i := range 3 {
+		a := w.newActor(base, fmt.Sprintf("queuer-%d", i+1))
+		actors.Go(func() { a.queuer(hard, i, stop) })
+	}
 	admin := w.newActor(base, "admin")
 	actors.Go(func() { admin.admin(hard, stop) })
 	actors.Go(func() { w.injector(hard, stop) })
@@ -148,7 +153,9 @@ func TestSoak(t *testing.T) {
 	// builders, 60 s) these hold on any machine, because scenarios and faults run
 	// round-robin: each builder starts on another scenario, and a round of the
 	// faults takes 50 s at most. Shorter or smaller runs are for debugging.
-	for _, key := range []string{"reaps: build-aborted", "reaps: build-failed", "reaps: timeout", "ops: releases", "conflicts resolved"} {
+	for _, key := range []string{"reaps: build-aborted", "reaps: build-failed", "reaps: timeout", "ops: releases", "conflicts resolved",
+		"queue: tickets written", "queue: grants to a ticket", "queue: waiters aborted (SIGTERM) in the queue",
+		"queue: waiters killed (SIGKILL) in the queue", "queue: expired tickets deleted by another build"} {
 		if w.stats.get(key) == 0 {
 			t.Errorf("the soak never saw %q: the run is too short to mean anything", key)
 		}
@@ -189,7 +196,7 @@ func (w *world) summary(t *testing.T, took time.Duration) {
 	w.stats.mu.Lock()
 	keys := slices.Sorted(maps.Keys(w.stats.counts))
 	var b strings.Builder
-	fmt.Fprintf(&b, "soak: %s, %d builders, 2 orphans, 1 admin, 2 reapers, faults every few seconds\n", took.Round(time.Second), *builders)
+	fmt.Fprintf(&b, "soak: %s, %d builders, 3 queuers, 2 orphans, 1 admin, 2 reapers, faults every few seconds\n", took.Round(time.Second), *builders)
 	for _, k := range keys {
 		fmt.Fprintf(&b, "  %-70s %6d\n", k, w.stats.counts[k])
 	}

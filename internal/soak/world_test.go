@@ -58,7 +58,11 @@ type world struct {
 	adminGen       uint64            // bumped on every change of added/removed
 	// Claims left to their pool's timeout: their hand-off's release never worked.
 	leftToTimeout map[string]bool
-	violations    []string
+	// Builds whose put may have left a ticket behind (SIGKILLed, or its withdrawal
+	// failed), by BUILD_ID.
+	ticketLeft map[string]kill
+	queue      *queueReplay
+	violations []string
 }
 
 // build is a Concourse build of the soak pipeline, or an orphan: a build of a
@@ -93,6 +97,8 @@ func newWorld(t *testing.T) *world {
 		stats:   newStats(),
 
 		leftToTimeout: map[string]bool{},
+		ticketLeft:    map[string]kill{},
+		queue:         &queueReplay{tickets: map[string]ticket{}, maxExpires: map[string]time.Time{}},
 	}
 }
 
@@ -155,6 +161,20 @@ func (w *world) leaveToTimeout(claim string) {
 	defer w.mu.Unlock()
 	w.leftToTimeout[claim] = true
 	w.stats.add("hand-offs left to the timeout", 1)
+}
+
+// kill is a put that may have left its ticket in pool's queue: killed at at (zero:
+// its withdrawal failed).
+type kill struct {
+	pool string
+	at   time.Time
+}
+
+// ticketMayStay records that b's put on pool may have left its ticket in the queue.
+func (w *world) ticketMayStay(b *build, pool string, killed time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ticketLeft[strconv.Itoa(b.id)] = kill{pool, killed}
 }
 
 // output records the version a put step of b produced, as Concourse does.
@@ -257,8 +277,9 @@ func (w *world) adminChange(f func(added, removed map[string]string)) {
 // result is how one resource or poolboy process ended.
 type result struct {
 	stdout, stderr string
-	code           int  // exit status; -1 when killed by a signal
-	interrupted    bool // the test sent it SIGTERM (an abort)
+	code           int       // exit status; -1 when killed by a signal
+	interrupted    bool      // the test sent it SIGTERM (an abort)
+	killed         time.Time // when the test sent it SIGKILL (a lost worker); zero: never
 }
 
 func (r result) lastLine() string {
@@ -266,16 +287,38 @@ func (r result) lastLine() string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
+// trigger signals a process once its stderr says text: SIGTERM (an abort of a
+// step in that state) or SIGKILL (its worker vanished).
+type trigger struct {
+	text   string
+	signal syscall.Signal
+}
+
 // run runs the binary as Concourse runs a resource script: request on stdin, the
 // build's directory as argument. When ctx ends it gets SIGTERM, as an aborted
 // step does, and SIGKILL two minutes later.
 func (w *world) run(ctx context.Context, path string, args []string, stdin []byte, env []string) result {
+	return w.runTriggered(ctx, path, args, stdin, env, trigger{})
+}
+
+// runTriggered is run, with the process also signalled as tr says.
+func (w *world) runTriggered(ctx context.Context, path string, args []string, stdin []byte, env []string, tr trigger) result {
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = env
 	cmd.Stdin = bytes.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var stdout bytes.Buffer
 	var interrupted atomic.Bool
+	var killedAt atomic.Int64
+	stderr := &watchedBuffer{text: tr.text, fire: func() {
+		if tr.signal == syscall.SIGTERM {
+			interrupted.Store(true)
+		}
+		if tr.signal == syscall.SIGKILL {
+			killedAt.Store(time.Now().UnixNano())
+		}
+		_ = cmd.Process.Signal(tr.signal)
+	}}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	cmd.Cancel = func() error {
 		interrupted.Store(true)
 		return cmd.Process.Signal(syscall.SIGTERM)
@@ -283,6 +326,9 @@ func (w *world) run(ctx context.Context, path string, args []string, stdin []byt
 	cmd.WaitDelay = 2 * time.Minute
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String(), interrupted: interrupted.Load()}
+	if ns := killedAt.Load(); ns != 0 {
+		r.killed = time.Unix(0, ns)
+	}
 	// After a SIGTERM, Run reports ctx's error even when the process went on to
 	// exit 0; the exit status is in ProcessState.
 	switch {
@@ -296,6 +342,33 @@ func (w *world) run(ctx context.Context, path string, args []string, stdin []byt
 		r.stderr += "\n(test: " + err.Error() + ")"
 	}
 	return r
+}
+
+// watchedBuffer keeps a process's stderr and calls fire once text was written
+// (never when text is empty). Writes come only after the process started.
+type watchedBuffer struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	text  string
+	fire  func()
+	fired bool
+}
+
+func (b *watchedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if b.text != "" && !b.fired && bytes.Contains(b.buf.Bytes(), []byte(b.text)) {
+		b.fired = true
+		b.fire()
+	}
+	return len(p), nil
+}
+
+func (b *watchedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // judge checks that a process ended well: success, or a clear error — exit 1,
@@ -313,6 +386,9 @@ func (w *world) judge(what string, r result) string {
 	}
 	line := r.lastLine()
 	switch {
+	case !r.killed.IsZero():
+		// The test killed it: whatever it printed last is not its own ending.
+		line = "killed by SIGKILL (a lost worker)"
 	case r.interrupted && r.code == -1 && strings.TrimSpace(r.stdout+r.stderr) == "":
 		// SIGTERM came before Go had installed the handler: the process did
 		// nothing (it printed nothing), and died of the signal, as any would.
@@ -372,6 +448,8 @@ func classify(line string) string {
 	switch {
 	case strings.HasPrefix(l, "aborted: "):
 		return "aborted by SIGTERM"
+	case strings.HasPrefix(l, "killed by sigkill"):
+		return "killed by SIGKILL (the test's, in the queue)"
 	case strings.Contains(l, "connection refused") || strings.Contains(l, "connection reset") ||
 		strings.Contains(l, "hung up") || strings.Contains(l, "early eof") || strings.Contains(l, "broken pipe"):
 		return "git server down"
