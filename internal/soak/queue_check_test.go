@@ -5,6 +5,8 @@ import (
 	"maps"
 	"strings"
 	"time"
+
+	"github.com/poolboy-ci/poolboy/internal/policy"
 )
 
 // ticketTTL is how long a ticket of pool lives after it was written, as the
@@ -92,6 +94,15 @@ func (w *world) checkTickets(q *queueReplay, c commit, changes [][2]string, push
 				w.violate("commit %s deletes ticket %s, which the replay never saw written", c.sha, path)
 			case old.build == by:
 				w.stats.add("queue: tickets deleted by their own build (granted or withdrawn)", 1)
+			case strings.HasPrefix(trailer(c.msg, "Poolboy-Rule"), "build-"):
+				// A reaper's word that the waiting build ended: it must have.
+				if b := w.buildByID(old.build); b == nil {
+					w.violate("reaper commit %s deletes ticket %s of build %s, which is no build of the soak", c.sha, path, old.build)
+				} else if st := w.statusAt(b, pushedAt); policy.Running(st) {
+					w.violate("reaper commit %s deletes ticket %s of build %s, which was %s when its push started", c.sha, path, old.build, st)
+				} else {
+					w.stats.add("queue: tickets of ended builds deleted by a reaper", 1)
+				}
 			case old.expires.After(pushedAt):
 				w.violate("commit %s (build %s) deletes the ticket %s of build %s, live until %s, when its push started at %s",
 					c.sha, by, path, old.build, old.expires.Format(time.StampMilli), pushedAt.Format(time.StampMilli))
