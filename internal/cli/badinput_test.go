@@ -78,6 +78,7 @@ func TestBadInput(t *testing.T) {
 		{name: "reap-to without quarantine", args: clean("--reap-to", "aws"), code: 2, want: []string{"want POOL:QUARANTINE"}},
 		{name: "reap-to pool not in pools", args: clean("--reap-to", "gpu:gpu-dirty"), code: 2, want: []string{`pool "gpu" is not in --pools`}},
 		{name: "reap-to itself", args: clean("--reap-to", "aws:aws"), code: 2, want: []string{"its own quarantine"}},
+		{name: "reap-to shared quarantine", args: []string{"clean", "--repo", "{repo}", "--pools", "aws:1h,gpu:1h", "--reap-to", "aws:dirty,gpu:dirty"}, code: 2, want: []string{`pools "aws" and "gpu" share the quarantine "dirty"`}},
 		{name: "reap-to invalid name", args: clean("--reap-to", "aws:.dirty"), code: 2, want: []string{`".dirty" is not a pool name`}},
 		{name: "private key file missing", args: clean("--private-key-file", "/nonexistent/poolboy-key"), code: 2, want: []string{"/nonexistent/poolboy-key"}},
 

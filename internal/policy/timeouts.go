@@ -76,8 +76,15 @@ func (t Timeouts) Names() []string {
 // pool, and no quarantine sends its own reaps on (a janitor's stale claim on a
 // quarantine lock goes back to the quarantine's unclaimed/).
 func CheckReapTo(to map[string]string, timeouts Timeouts) error {
+	users := map[string]string{} // quarantine -> the first pool sending to it
 	for _, from := range slices.Sorted(maps.Keys(to)) {
 		dest := to[from]
+		// Two pools may each have a lock NAME: reaped together into one quarantine
+		// they would be one file, and a lock would be lost.
+		if other, ok := users[dest]; ok {
+			return fmt.Errorf("pools %q and %q share the quarantine %q: give each pool its own", other, from, dest)
+		}
+		users[dest] = from
 		if err := pool.ValidName(dest); err != nil {
 			return fmt.Errorf("%q is not a pool name: %s", dest, strings.Replace(err.Error(), "lock name", "name", 1))
 		}

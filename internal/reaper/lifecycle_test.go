@@ -316,3 +316,44 @@ func TestReapToUnknownPool(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Two pools reaping to one quarantine (which CheckReapTo refuses, but Config may
+// still say) each with a stale lock env-1: one goes, the other is broken and stays
+// claimed; no lock is lost by two becoming one file.
+func TestCleanSharedQuarantineNeverMergesTwoLocks(t *testing.T) {
+	now := time.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	dir := filepath.Join(t.TempDir(), "locks.git")
+	ops := []fixture.Op{
+		{Kind: fixture.Add, Pool: "aws", Lock: "env-1", At: ago(9 * time.Hour), Content: "aws"},
+		{Kind: fixture.Add, Pool: "gcp", Lock: "env-1", At: ago(9 * time.Hour), Content: "gcp"},
+		{Kind: fixture.Claim, Pool: "aws", Lock: "env-1", At: ago(5 * time.Hour), Message: "main/deploy/test build 1 claiming: env-1"},
+		{Kind: fixture.Claim, Pool: "gcp", Lock: "env-1", At: ago(5 * time.Hour), Message: "main/deploy/test build 2 claiming: env-1"},
+	}
+	if err := fixture.Build(context.Background(), dir, fixture.Spec{Branch: "main", Pools: []string{"aws", "gcp", "dirty"}, Start: ago(10 * time.Hour), Ops: ops}); err != nil {
+		t.Fatal(err)
+	}
+	url := "file://" + dir
+	other := testenv.NewClone(t, url, "main")
+	cfg := config()
+	cfg.Timeouts = policy.Timeouts{"aws": time.Hour, "gcp": time.Hour}
+	cfg.ReapTo = map[string]string{"aws": "dirty", "gcp": "dirty"}
+	res, err := reaper.Clean(context.Background(), open(t, url), cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(res.Freed); n != 1 {
+		t.Fatalf("freed %d locks, want 1", n)
+	}
+	s := state(t, other)
+	if !s["dirty/unclaimed/env-1"] || s["aws/claimed/env-1"] == s["gcp/claimed/env-1"] {
+		t.Errorf("after the reap: %v, want dirty/unclaimed/env-1 and one of aws, gcp still claimed", s)
+	}
+	kept := "gcp"
+	if s["aws/claimed/env-1"] {
+		kept = "aws"
+	}
+	if l := lockOf(t, res.Report, kept, "env-1"); l.Verdict.State != policy.Broken || !strings.Contains(l.Verdict.Reason, "to quarantine dirty") {
+		t.Errorf("%s/env-1: %+v", kept, l.Verdict)
+	}
+}

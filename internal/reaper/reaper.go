@@ -256,6 +256,10 @@ func ownedClaims(found map[string]claims.Claim) []liveness.Claim {
 func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[string]*policy.Build, held *holds.Set) *Report {
 	now := cfg.Now()
 	rep := &Report{Commit: snap.Commit, At: now, snap: snap, holds: held}
+	// sentTo is which pool's lock each quarantine path would receive: a second lock
+	// for one path (CheckReapTo refuses shared quarantines; this holds whatever the
+	// config) is broken, never moved, as two files cannot become one.
+	sentTo := map[string]string{}
 	for _, p := range snap.Pools {
 		pr := PoolReport{
 			Name:      p.Name,
@@ -276,7 +280,15 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 				// broken, as its pool is, never stale.
 				problem = "the pool is not usable: " + p.Unusable()
 			}
-			if why := quarantineProblem(snap, pr.ReapTo, l.Name); problem == "" && why != "" {
+			why := quarantineProblem(snap, pr.ReapTo, l.Name)
+			if dest := pr.ReapTo + "/" + l.Name; pr.ReapTo != "" && why == "" {
+				if other, ok := sentTo[dest]; ok {
+					why = fmt.Sprintf("pool %s also reaps a lock %s to quarantine %s: a reap would make one of two; fix the configuration", other, l.Name, pr.ReapTo)
+				} else {
+					sentTo[dest] = p.Name
+				}
+			}
+			if problem == "" && why != "" {
 				problem = why
 				pr.Problems = append(pr.Problems, pool.Problem{Pool: p.Name, Lock: l.Name, Path: l.Path(), Detail: why})
 			}

@@ -687,6 +687,9 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 			if err != nil {
 				return plan{}, err
 			}
+			if o.params.To != "" {
+				return plan{}, fmt.Errorf("invalid payload: params.to returns one lock; the claim of %s took several (%s)", name, lockList(set))
+			}
 			return o.releaseSet(ctx, head, claim, set)
 		}
 		fmt.Fprintf(o.log, "warning: lock %s is not claimed any more (reaped, or released by someone else); nothing to release\n", name)

@@ -20,14 +20,14 @@ import (
 // into the pool's queue (internal/queue) and waits its turn; a grant is the claim
 // commit, which also deletes the ticket (and every expired one). Only tickets near
 // the front look at the remote often; the others look less often, and every
-// waiter renews its ticket (a commit) a third of a ticket's lifetime after it was
-// last written, so that a waiter that died leaves a ticket the others ignore once
-// it expires.
+// waiter renews its ticket (a commit) when a third of its life is left (late, to
+// write the branch seldom; a third of the life is slack for a slow push), so that
+// a waiter that died leaves a ticket the others ignore once it expires.
 
 const (
 	// minTicketTTL keeps tickets of puts with a tiny retry_delay from expiring
 	// while their renewal is still on the wire.
-	minTicketTTL = 5 * time.Second
+	minTicketTTL = 10 * time.Second
 	// withdrawTimeout bounds withdrawing a ticket after an abort: Concourse kills
 	// a step that does not end soon after its SIGTERM.
 	withdrawTimeout = 8 * time.Second
@@ -151,7 +151,7 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		}
 		cause = o.shortage(pools, held)
 	}
-	renew := me.Expires.Add(-ttl * 2 / 3)
+	renew := me.Expires.Add(-ttl / 3)
 	if mine == nil || !now.Before(renew) {
 		op := "queueing"
 		if mine != nil {

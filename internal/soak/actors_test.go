@@ -342,11 +342,21 @@ func (a *actor) queuer(ctx context.Context, first int, stop time.Time) {
 func (a *actor) deadTicket(ctx context.Context) {
 	claim := map[string]any{"claim": "q-1"}
 	waiting := "waiting for lock q-1 in pool queue"
-	bA := a.w.startBuild("queue")
-	dir := a.buildDir()
-	ref, lock, bad, r := a.putTriggered(ctx, bA, dir, "queue", "claim", claim, trigger{})
-	if bad != "" {
+	// A claim that failed (an injected fault) is tried again, by a new build.
+	var bA *build
+	var dir, ref, lock, bad string
+	for try := 0; try < 5; try++ {
+		var r result
+		bA, dir = a.w.startBuild("queue"), a.buildDir()
+		if ref, lock, bad, r = a.putTriggered(ctx, bA, dir, "queue", "claim", claim, trigger{}); bad == "" {
+			break
+		}
 		a.w.finish(bA, failed(r.interrupted))
+		if ctx.Err() != nil {
+			return
+		}
+	}
+	if bad != "" {
 		return
 	}
 	a.w.output(bA, ref)

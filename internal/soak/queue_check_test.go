@@ -11,7 +11,7 @@ import (
 
 // ticketTTL is how long a ticket of pool lives after it was written, as the
 // README promises it (Fair waiting, Expiry): 6 × retry_delay, at least 5 s.
-func ticketTTL(pool string) time.Duration { return max(6*retryDelay(pool), 5*time.Second) }
+func ticketTTL(pool string) time.Duration { return max(6*retryDelay(pool), 10*time.Second) }
 
 // ticket is a queue ticket as the replay knows it. The checker decodes tickets
 // itself, as it parses paths itself: it must not share a parser with the code it

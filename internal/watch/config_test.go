@@ -63,6 +63,8 @@ func TestBadConfigsNameFileLineAndReason(t *testing.T) {
 			`watch.yaml:5: repos[0].reap_to.gpu: pool "gpu" has no timeout under pools`},
 		{"reap_to itself", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h}\n    reap_to: {aws: aws}\n",
 			`watch.yaml:5: repos[0].reap_to: pool "aws" cannot be its own quarantine`},
+		{"reap_to shared quarantine", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h, gpu: 1h}\n    reap_to: {aws: dirty, gpu: dirty}\n",
+			`watch.yaml:5: repos[0].reap_to: pools "aws" and "gpu" share the quarantine "dirty": give each pool its own`},
 		{"reap_to bad name", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h}\n    reap_to: {aws: ../x}\n",
 			`watch.yaml:5: repos[0].reap_to: "../x" is not a pool name`},
 		{"reap_on_success without timeout", "repos:\n  - name: a\n    uri: /x\n    pools: {aws: 1h}\n    reap_on_success: [aws, gpu]\n",
