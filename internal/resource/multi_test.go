@@ -391,6 +391,24 @@ func TestMultiReleaseFencedPerLock(t *testing.T) {
 			t.Errorf("locks left claimed: %v", keys(got))
 		}
 	})
+	t.Run("the step's own lock removed: the rest are freed", func(t *testing.T) {
+		t.Parallel()
+		bare := crossRepo(t)
+		dir := t.TempDir()
+		s := src(fileURL(bare))
+		res := mustOut(t, dir, s, map[string]any{"acquire": 2, "with": []map[string]any{{"pool": "gpu"}}}, jobEnv)
+		get(t, dir, "lock", s, res.Version.Ref)
+		first, _ := os.ReadFile(filepath.Join(dir, "lock", "name"))
+		name := strings.TrimSpace(string(first))
+		upstream(t, bare, "removing: "+name, func(d string) { testenv.Git(t, d, "rm", "-q", "aws/claimed/"+name) })
+		r := mustOut(t, dir, s, map[string]any{"release": "lock"}, jobEnv)
+		if _, unclaimed := changed(t, bare, r.Version.Ref); len(unclaimed) != 2 || !slices.Contains(unclaimed, "gpu/g-1") {
+			t.Errorf("release moved %v", unclaimed)
+		}
+		if got := tree(t, bare); slices.ContainsFunc(keys(got), func(p string) bool { return strings.Contains(p, "/claimed/") }) {
+			t.Errorf("locks left claimed: %v", keys(got))
+		}
+	})
 }
 
 // acquire: 1 is acquire: true: one lock, the single claim's message, no lock set.

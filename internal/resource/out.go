@@ -679,9 +679,7 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 	switch {
 	case err != nil:
 		return plan{}, err
-	case !found:
-		return o.quarantined(ctx, head, p.Name, name)
-	case !l.Claimed:
+	case !found, !l.Claimed:
 		claim, set, err := o.heldSet(ctx, head)
 		if err != nil || set != nil {
 			if err != nil {
@@ -691,6 +689,9 @@ func (o *outRun) release(ctx context.Context, head string, p *pool.Pool) (plan, 
 				return plan{}, fmt.Errorf("invalid payload: params.to returns one lock; the claim of %s took several (%s)", name, lockList(set))
 			}
 			return o.releaseSet(ctx, head, claim, set)
+		}
+		if !found {
+			return o.quarantined(ctx, head, p.Name, name)
 		}
 		fmt.Fprintf(o.log, "warning: lock %s is not claimed any more (reaped, or released by someone else); nothing to release\n", name)
 		v, err := o.lockVersion(ctx, head, name)
