@@ -95,6 +95,12 @@ func (r *Repo) prepareAuth() error {
 		// and a silence afterwards are bounded, as HTTP's are by lowSpeed below.
 		ssh := fmt.Sprintf("ssh -o StrictHostKeyChecking=accept-new -o ConnectTimeout=%d -o ServerAliveInterval=%d -o ServerAliveCountMax=%d",
 			int(StallTimeout/time.Second), int(StallTimeout/time.Second)/3, 3)
+		// ssh finds known_hosts under the passwd entry's home, not $HOME: where HOME
+		// is set (a container's, a test's), the host keys it accepts are kept there
+		// (ssh makes only its default directory, so .ssh is made here).
+		if home := os.Getenv("HOME"); filepath.IsAbs(home) && os.MkdirAll(filepath.Join(home, ".ssh"), 0o700) == nil {
+			ssh += " -o UserKnownHostsFile=" + shellQuote(filepath.Join(home, ".ssh", "known_hosts"))
+		}
 		if keyFile != "" {
 			ssh += " -i " + shellQuote(keyFile) + " -o IdentitiesOnly=yes"
 		}

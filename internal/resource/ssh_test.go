@@ -2,6 +2,7 @@ package resource
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,7 +14,8 @@ import (
 // passphrase-protected key through private_key_passphrase.
 func TestOverSSH(t *testing.T) {
 	// ssh records the test server's host key under HOME: keep it out of the real one.
-	t.Setenv("HOME", t.TempDir())
+	home := t.TempDir()
+	t.Setenv("HOME", home)
 	bare := awsRepo(t)
 	sshd := testenv.SSHD(t, filepath.Dir(bare))
 	url := sshd.URL(bare)
@@ -28,6 +30,12 @@ func TestOverSSH(t *testing.T) {
 		wantTree(t, bare, "aws/claimed/env-1", "aws/claimed/env-2")
 		if strings.Contains(r.log, "PRIVATE KEY") {
 			t.Errorf("key material in the log:\n%s", r.log)
+		}
+		// Under $HOME, not the passwd entry's home: a host key another server once had
+		// on this port (the real known_hosts) cannot fail the connection.
+		known, err := os.ReadFile(filepath.Join(home, ".ssh", "known_hosts"))
+		if fields := strings.Fields(sshd.KnownHostsLine()); err != nil || len(fields) < 3 || !strings.Contains(string(known), fields[2]) {
+			t.Errorf("the server's host key is not in $HOME/.ssh/known_hosts (%v):\n%s", err, known)
 		}
 	})
 	t.Run("passphrase", func(t *testing.T) {
