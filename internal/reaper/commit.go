@@ -12,23 +12,30 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/pool"
 )
 
-// commitFrees makes one commit per lock on top of parent, each moving the lock's
-// file from claimed/ to unclaimed/ (its pool's, or its quarantine's) unchanged
-// (same blob, same mode).
-func commitFrees(ctx context.Context, repo Repo, parent string, locks []LockReport, now time.Time) ([]Freed, error) {
-	changes := make([]pool.Change, len(locks))
-	for i, l := range locks {
-		changes[i] = pool.Change{Edits: freeEdits(l), Msg: message(l, now)}
+// commitBatch makes one commit per lock, then one per ticket, on top of parent, in
+// one pool.Commits: each lock's file moves from claimed/ to unclaimed/ (its pool's,
+// or its quarantine's) unchanged (same blob, same mode); each ticket is deleted.
+func commitBatch(ctx context.Context, repo Repo, parent string, locks []LockReport, tickets []TicketReport, now time.Time) ([]Freed, []DeletedTicket, error) {
+	changes := make([]pool.Change, 0, len(locks)+len(tickets))
+	for _, l := range locks {
+		changes = append(changes, pool.Change{Edits: freeEdits(l), Msg: message(l, now)})
+	}
+	for _, t := range tickets {
+		changes = append(changes, pool.Change{Edits: []pool.Edit{{Path: t.Ticket.Path}}, Msg: ticketMessage(t, now)})
 	}
 	ids, err := pool.Commits(ctx, repo, parent, changes)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	freed := make([]Freed, len(locks))
 	for i, l := range locks {
 		freed[i] = Freed{LockReport: l, Commit: ids[i]}
 	}
-	return freed, nil
+	deleted := make([]DeletedTicket, len(tickets))
+	for i, t := range tickets {
+		deleted[i] = DeletedTicket{TicketReport: t, Commit: ids[len(locks)+i]}
+	}
+	return freed, deleted, nil
 }
 
 // freeEdits moves l to unclaimed/ (of l.ReapTo, when it has one) and deletes its

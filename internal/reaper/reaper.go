@@ -497,17 +497,13 @@ func Clean(ctx context.Context, repo Repo, cfg Config, dryRun bool) (*Result, er
 			n++
 		}
 		nt := max(0, min(len(dead), batch-n))
-		var freed []Freed
-		tip := head
-		if n > 0 {
-			if freed, err = commitFrees(ctx, repo, head, stale[:n], rep.At); err != nil {
-				return partial(), err
-			}
-			tip = freed[n-1].Commit
-		}
-		deleted, err := commitTickets(ctx, repo, tip, dead[:nt], rep.At)
+		freed, deleted, err := commitBatch(ctx, repo, head, stale[:n], dead[:nt], rep.At)
 		if err != nil {
 			return partial(), err
+		}
+		tip := head
+		if n > 0 {
+			tip = freed[n-1].Commit
 		}
 		if nt > 0 {
 			tip = deleted[nt-1].Commit

@@ -9,7 +9,6 @@ import (
 
 	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/policy"
-	"github.com/poolboy-ci/poolboy/internal/pool"
 	"github.com/poolboy-ci/poolboy/internal/queue"
 )
 
@@ -64,23 +63,6 @@ func deadTickets(ctx context.Context, repo Repo, cfg Config, rep *Report) ([]Tic
 		}
 	}
 	return dead, nil
-}
-
-// commitTickets makes one commit per ticket on top of parent, each deleting it.
-func commitTickets(ctx context.Context, repo Repo, parent string, ts []TicketReport, now time.Time) ([]DeletedTicket, error) {
-	changes := make([]pool.Change, len(ts))
-	for i, t := range ts {
-		changes[i] = pool.Change{Edits: []pool.Edit{{Path: t.Ticket.Path}}, Msg: ticketMessage(t, now)}
-	}
-	ids, err := pool.Commits(ctx, repo, parent, changes)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DeletedTicket, len(ts))
-	for i, t := range ts {
-		out[i] = DeletedTicket{TicketReport: t, Commit: ids[i]}
-	}
-	return out, nil
 }
 
 // ticketMessage is the deleting commit's message, as a reap's: the resource's own

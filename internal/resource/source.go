@@ -213,10 +213,8 @@ func (d *staleTimeout) UnmarshalJSON(b []byte) error {
 type scalar string
 
 func (s *scalar) UnmarshalJSON(b []byte) error {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
+	v, err := decodeValue(b)
+	if err != nil {
 		return err
 	}
 	switch v := v.(type) {
@@ -232,6 +230,15 @@ func (s *scalar) UnmarshalJSON(b []byte) error {
 		return typeError(v)
 	}
 	return nil
+}
+
+// decodeValue decodes one JSON value with numbers kept as written.
+func decodeValue(b []byte) (any, error) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	err := dec.Decode(&v)
+	return v, err
 }
 
 // typeError lets encoding/json add the field's name to our types' complaints.
