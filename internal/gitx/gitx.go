@@ -453,7 +453,13 @@ func childEnv() []string {
 }
 
 func (r *Repo) fetchArgs() []string {
-	return []string{"fetch", "--quiet", "--no-tags", "--update-head-ok", "origin", "+" + r.ref() + ":" + r.ref()}
+	args := []string{"fetch", "--quiet", "--no-tags", "--update-head-ok"}
+	if r.opts.CacheDir == "" {
+		// A clone that is deleted when the run ends needs no upkeep: without this
+		// every fetch (a waiting put's every look) starts a git maintenance.
+		args = append(args, "--no-auto-maintenance")
+	}
+	return append(args, "origin", "+"+r.ref()+":"+r.ref())
 }
 
 func (r *Repo) openClone(ctx context.Context) error {

@@ -402,7 +402,7 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 				// being granted. A ticket is not urgent, so its writer backs off
 				// (up to half a retry_delay); a claim keeps the short jitter.
 				lostTickets++
-				pause = backoff.Exp(lostTickets, maxJitter, delay/2)
+				pause = backoff.Exp(lostTickets, max(maxJitter, delay/40), delay/2)
 			}
 			if err := sleep(ctx, pause); err != nil {
 				return nil, err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/poolboy-ci/poolboy/internal/backoff"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/pool"
 	"github.com/poolboy-ci/poolboy/internal/queue"
@@ -49,7 +50,7 @@ type queueState struct {
 // queueWait is how a waiting ticket waits.
 type queueWait struct {
 	line  string    // where it stands, for the log
-	front bool      // near enough to the front to look often
+	ahead int       // rounds of grants before its turn: 0 at the front (see lookEvery)
 	renew time.Time // when its ticket must be renewed
 }
 
@@ -183,7 +184,7 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 	pos := slices.IndexFunc(line, func(t queue.Ticket) bool { return t.ID == me.ID }) + 1
 	return plan{wait: cause, queue: &queueWait{
 		line:  positionLine(o.waitingFor(), line, pos, cause),
-		front: pos <= locks,
+		ahead: (pos - 1) / max(locks, 1),
 		renew: renew,
 	}}, nil
 }
@@ -257,9 +258,8 @@ func positionLine(what string, ordered []queue.Ticket, pos int, cause string) st
 	return line + " (ahead: " + strings.Join(ahead, ", ") + ")"
 }
 
-// queuePace logs where the ticket stands when that changed and says how to wait:
-// near the front every twentieth to tenth of retry_delay, further back every half
-// to whole retry_delay; until the ticket's renewal at the latest.
+// queuePace logs where the ticket stands when that changed and says how to wait
+// (lookEvery); until the ticket's renewal at the latest.
 func (o *outRun) queuePace(q *queueWait, until time.Time) (lo, hi time.Duration, _ time.Time) {
 	if q.line != o.q.said {
 		fmt.Fprintln(o.log, q.line)
@@ -268,11 +268,24 @@ func (o *outRun) queuePace(q *queueWait, until time.Time) (lo, hi time.Duration,
 	if until.IsZero() || q.renew.Before(until) {
 		until = q.renew
 	}
-	delay := o.src.retryDelay()
-	if q.front {
-		return delay / 20, delay / 10, until
+	lo, hi = lookEvery(o.src.retryDelay(), q.ahead)
+	return lo, hi, until
+}
+
+// lookEvery is how far apart a waiting ticket looks at the remote, ahead rounds of
+// grants from its turn (a round: as many grants as the pool has locks). The front
+// looks every twentieth to tenth of delay, each round further back half as often,
+// down to every half to whole delay. Only the front can be granted a lock, but a
+// ticket reaches the front when the one before it claims, which only its own next
+// look tells it: a ticket one round back that looked as seldom as the back of the
+// queue would notice its turn seconds after the lock it gets was freed.
+func lookEvery(delay time.Duration, ahead int) (lo, hi time.Duration) {
+	lo = delay / 20
+	for range min(ahead, 8) {
+		lo *= 2
 	}
-	return delay / 2, delay, until
+	lo = min(lo, delay/2)
+	return lo, min(2*lo, delay)
 }
 
 func (o *outRun) queueHolder() queue.Holder {
@@ -299,30 +312,19 @@ func (o *outRun) timedOut(why string) error {
 
 // withdraw takes this put's ticket out of the queue after the put gave up (err),
 // within withdrawTimeout whether or not ctx has ended, and says so in the error.
+// Every try that fails (a lost push race, most often: many waiters aborted at once
+// all withdraw together) is made again after a backoff until the time is up.
 func (o *outRun) withdraw(ctx context.Context, err error) error {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), withdrawTimeout)
 	defer cancel()
 	path := queue.Path(o.src.Pool, o.q.id)
 	note := "withdrew its ticket from the queue"
 	var werr error
-	for range maxFailures {
-		var head string
-		if head, werr = o.repo.Fetch(bg); werr != nil {
+	for try := 1; ; try++ {
+		if werr = o.withdrawOnce(bg, path); werr == nil || errors.Is(werr, gitx.ErrRefused) {
 			break
 		}
-		var out []byte
-		if out, werr = o.repo.Output(bg, "ls-tree", "--name-only", head, "--", path); werr != nil {
-			break
-		}
-		if strings.TrimSpace(string(out)) == "" {
-			werr = nil
-			break // never landed, or deleted already as expired
-		}
-		var c string
-		if c, werr = pool.Commit(bg, o.repo, head, []pool.Edit{{Path: path}}, o.holder.message("leaving queue", o.src.Pool)); werr != nil {
-			break
-		}
-		if werr = gitx.PushChecked(bg, o.repo, head, c); !errors.Is(werr, gitx.ErrRejected) {
+		if sleep(bg, backoff.Exp(try, maxJitter, time.Second)) != nil {
 			break
 		}
 	}
@@ -340,6 +342,27 @@ func (o *outRun) withdraw(ctx context.Context, err error) error {
 		return &abortedError{what: stoppedMidStep + "; " + note, cause: context.Cause(ctx), err: err}
 	}
 	return fmt.Errorf("%w; %s", err, note)
+}
+
+// withdrawOnce deletes the ticket at path from the remote branch, if it is there.
+func (o *outRun) withdrawOnce(ctx context.Context, path string) error {
+	head, err := o.repo.Fetch(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := o.repo.Output(ctx, "ls-tree", "--name-only", head, "--", path)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(out)) == "" {
+		return nil // never landed, or deleted already as expired
+	}
+	c, err := pool.Commit(ctx, o.repo, head, []pool.Edit{{Path: path}}, o.holder.message("leaving queue", o.src.Pool))
+	if err != nil {
+		return err
+	}
+	beforePush()
+	return gitx.PushChecked(ctx, o.repo, head, c)
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -549,5 +550,61 @@ func TestQueueAbortMidCommandSaysItWithdrew(t *testing.T) {
 	}
 	if tk := tickets(t, bare); len(tk) != 0 {
 		t.Errorf("tickets left: %v", tk)
+	}
+}
+
+func TestLookEvery(t *testing.T) {
+	const d = 10 * time.Second
+	for _, tc := range []struct {
+		ahead  int
+		lo, hi time.Duration
+	}{
+		{0, 500 * time.Millisecond, time.Second},
+		{1, time.Second, 2 * time.Second},
+		{2, 2 * time.Second, 4 * time.Second},
+		{3, 4 * time.Second, 8 * time.Second},
+		{4, 5 * time.Second, 10 * time.Second},
+		{1000, 5 * time.Second, 10 * time.Second},
+	} {
+		if lo, hi := lookEvery(d, tc.ahead); lo != tc.lo || hi != tc.hi {
+			t.Errorf("lookEvery(%s, %d) = %s, %s; want %s, %s", d, tc.ahead, lo, hi, tc.lo, tc.hi)
+		}
+	}
+}
+
+// Waiters aborted together withdraw together, and their withdrawals lose races to
+// each other: a withdrawal tries again (after a backoff) until its time is up, not
+// a fixed number of times (found by the 50-waiter benchmark's mass abort, where 39
+// of 50 tickets stayed).
+func TestQueueWithdrawOutlastsLostRaces(t *testing.T) {
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
+	var aborting atomic.Bool
+	lost := 0
+	beforePush = func() {
+		if aborting.Load() && lost < maxFailures+1 {
+			lost++
+			// Another waiter's withdrawal (here: a ticket) lands first.
+			pushTicket(t, bare, queue.Ticket{ID: fmt.Sprintf("other-%d", lost), Seq: 1, Enqueued: time.Now(), Expires: time.Now().Add(time.Hour),
+				Want: []queue.Want{{Acquire: true}}, Holder: queue.Holder{Team: "main", Pipeline: "deploy", Job: "test", Build: "9", BuildID: "1009"}})
+		}
+	}
+	defer func() { beforePush = func() {} }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startOut(t, ctx, qsrc(bare), map[string]any{"acquire": true}, build(1))
+	await(t, w.log.notify("position 1 of 1"), "the build to queue")
+	aborting.Store(true)
+	cancel()
+	w.wait(t, "the build to end")
+	if !strings.Contains(fmt.Sprint(w.err), "withdrew its ticket from the queue") {
+		t.Errorf("abort after %d lost withdrawal races: %v\n%s", lost, w.err, w.log)
+	}
+	for _, tk := range tickets(t, bare) {
+		if !strings.Contains(tk, "other-") {
+			t.Errorf("the aborted build's ticket %s is left", tk)
+		}
+	}
+	if lost != maxFailures+1 {
+		t.Errorf("%d lost races, want %d", lost, maxFailures+1)
 	}
 }
