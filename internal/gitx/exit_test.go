@@ -31,7 +31,11 @@ func TestChildrenInheritNoSecret(t *testing.T) {
 	t.Setenv("A_COPY_OF_THE_TOKEN", "Bearer "+concealed)
 	t.Setenv("SHORT_WORD", "the xy9 word")
 	t.Setenv("SHORT_INSIDE", "abxy9cd") // a short secret counts only as a word
-	Conceal(concealed, "xy9")
+	// A short secret that is a word of PATH or HOME leaves them to git, which
+	// cannot work without them; a long one drops them too.
+	t.Setenv("PATH", os.Getenv("PATH")+string(os.PathListSeparator)+"/nonexistent/zq7")
+	t.Setenv("HOME", filepath.Join(t.TempDir(), "zq7"))
+	Conceal(concealed, "xy9", "zq7")
 	r := mustOpen(t, Options{URL: dir, HTTPSProxy: "http://p:" + proxyPW + "@127.0.0.1:1",
 		Auth: Auth{Username: "u", Password: password, PrivateKey: []byte("-----BEGIN KEY-----\nchildEnvKeyLineAAAA\n-----END KEY-----\n"), PrivateKeyPassphrase: passphrase}})
 	env := strings.Join(r.command(context.Background(), nil, "version").Env, "\n")
@@ -42,6 +46,11 @@ func TestChildrenInheritNoSecret(t *testing.T) {
 	}
 	if !strings.Contains(env, "SHORT_INSIDE=abxy9cd") {
 		t.Errorf("SHORT_INSIDE dropped: a short secret inside a word is no secret there")
+	}
+	for _, name := range []string{"PATH", "HOME"} {
+		if !strings.Contains(env, name+"="+os.Getenv(name)) {
+			t.Errorf("%s dropped for a short secret that is a word of it:\n%s", name, env)
+		}
 	}
 	// git still gets the settings and credentials, through the files.
 	for key, want := range map[string]string{"http.proxy": "http://p:" + proxyPW + "@127.0.0.1:1", "credential.helper": ""} {

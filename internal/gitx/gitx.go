@@ -438,8 +438,17 @@ func childEnv() []string {
 			"GIT_CONFIG_COUNT", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE":
 			continue
 		}
-		if concealed.Holds(value) {
-			continue
+		switch name {
+		case "PATH", "HOME":
+			// git cannot work without them, and a short secret that is a word of
+			// a path there (a password "bin" or "admin") is a coincidence, not a copy.
+			if concealed.HoldsLong(value) {
+				continue
+			}
+		default:
+			if concealed.Holds(value) {
+				continue
+			}
 		}
 		env = append(env, kv)
 	}

@@ -93,6 +93,22 @@ func (r *Redactor) Holds(s string) bool {
 	return false
 }
 
+// HoldsLong says whether s contains one of the secrets of MinLen or more: the
+// matches that cannot be a coincidence of a short word.
+func (r *Redactor) HoldsLong(s string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, secret := range r.secrets {
+		if len(secret) >= MinLen && strings.Contains(s, secret) {
+			return true
+		}
+	}
+	return false
+}
+
 // Clip is String, then Truncate: a secret cut in two by the limit would no longer
 // be recognised.
 func (r *Redactor) Clip(s string, max int) string {

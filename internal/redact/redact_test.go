@@ -123,6 +123,22 @@ func TestHolds(t *testing.T) {
 	}
 }
 
+func TestHoldsLong(t *testing.T) {
+	r := New("long-secret-value", "xy9")
+	for s, want := range map[string]bool{
+		"/home/long-secret-value": true,
+		"/usr/xy9/bin":            false, // a short secret, even as a word
+		"/usr/bin":                false,
+	} {
+		if got := r.HoldsLong(s); got != want {
+			t.Errorf("HoldsLong(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if (*Redactor)(nil).HoldsLong("anything") {
+		t.Error("a nil redactor holds something")
+	}
+}
+
 func TestURLPasswords(t *testing.T) {
 	got := URLPasswords("https://u:p%40ss@host/x", "https://u@host", "ssh://git@host/x", "", "not a url", "http://:only-pw@h")
 	want := []string{"p@ss", "only-pw"}

@@ -182,11 +182,33 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		}
 	}
 	pos := slices.IndexFunc(line, func(t queue.Ticket) bool { return t.ID == me.ID }) + 1
+	var claim *queue.Lock
+	if o.op == "claim" {
+		claim = &queue.Lock{Pool: p.Name, Name: o.step.name}
+	}
 	return plan{wait: cause, queue: &queueWait{
 		line:  positionLine(o.waitingFor(), line, pos, cause),
-		ahead: (pos - 1) / max(locks, 1),
+		ahead: roundsAhead(line, pos, locks, claim),
 		renew: renew,
 	}}, nil
+}
+
+// roundsAhead is how many rounds of grants come before the turn of the ticket at
+// pos (1-based) of line, the tickets that want a lock of the pools it wants, with
+// locks locks in those pools: a round grants as many tickets as there are locks.
+// A claim of one lock (claim) waits only for the tickets ahead that claim that
+// lock too, one round each; the others it passes as soon as its lock is free.
+func roundsAhead(line []queue.Ticket, pos, locks int, claim *queue.Lock) int {
+	if claim == nil {
+		return (pos - 1) / max(locks, 1)
+	}
+	n := 0
+	for _, t := range line[:max(pos-1, 0)] {
+		if slices.ContainsFunc(t.Want, func(w queue.Want) bool { return w.Claim == claim.Name && t.PoolOf(w) == claim.Pool }) {
+			n++
+		}
+	}
+	return n
 }
 
 // waitingFor is what the put waits for, for its position line: "a lock in pool
@@ -312,8 +334,9 @@ func (o *outRun) timedOut(why string) error {
 
 // withdraw takes this put's ticket out of the queue after the put gave up (err),
 // within withdrawTimeout whether or not ctx has ended, and says so in the error.
-// Every try that fails (a lost push race, most often: many waiters aborted at once
-// all withdraw together) is made again after a backoff until the time is up.
+// A try that lost a push race (many waiters aborted at once all withdraw
+// together) or could not reach the remote is made again after a backoff until
+// the time is up; any other failure (a refused push, bad credentials) ends it.
 func (o *outRun) withdraw(ctx context.Context, err error) error {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), withdrawTimeout)
 	defer cancel()
@@ -321,7 +344,8 @@ func (o *outRun) withdraw(ctx context.Context, err error) error {
 	note := "withdrew its ticket from the queue"
 	var werr error
 	for try := 1; ; try++ {
-		if werr = o.withdrawOnce(bg, path); werr == nil || errors.Is(werr, gitx.ErrRefused) {
+		werr = o.withdrawOnce(bg, path)
+		if werr == nil || !errors.Is(werr, gitx.ErrRejected) && !errors.Is(werr, gitx.ErrUnreachable) {
 			break
 		}
 		if sleep(bg, backoff.Exp(try, maxJitter, time.Second)) != nil {

@@ -608,3 +608,54 @@ func TestQueueWithdrawOutlastsLostRaces(t *testing.T) {
 		t.Errorf("%d lost races, want %d", lost, maxFailures+1)
 	}
 }
+
+func TestRoundsAhead(t *testing.T) {
+	acq := queue.Ticket{Pool: "aws", Want: []queue.Want{{Acquire: true}}}
+	claim := func(pool, lock string) queue.Ticket {
+		return queue.Ticket{Pool: "aws", Want: []queue.Want{{Pool: pool, Claim: lock}}}
+	}
+	line := []queue.Ticket{acq, claim("", "env-2"), claim("", "env-1"), acq, claim("gpu", "env-1"), claim("", "env-1"), acq}
+	env1 := &queue.Lock{Pool: "aws", Name: "env-1"}
+	for _, tc := range []struct {
+		name       string
+		pos, locks int
+		claim      *queue.Lock
+		want       int
+	}{
+		{"the front of one lock", 1, 1, nil, 0},
+		{"second of one lock", 2, 1, nil, 1},
+		{"within the first round", 2, 2, nil, 0},
+		{"third round", 7, 3, nil, 2},
+		{"no locks", 3, 0, nil, 2},
+		{"not in the line", 0, 2, nil, 0},
+		{"a claim passes acquires and other locks' claims", 3, 2, env1, 0},
+		{"a claim waits for the claims of its lock", 7, 2, env1, 2}, // pos 3 and 6; gpu's env-1 is another lock
+	} {
+		if got := roundsAhead(line, tc.pos, tc.locks, tc.claim); got != tc.want {
+			t.Errorf("%s: roundsAhead(pos %d, %d locks) = %d, want %d", tc.name, tc.pos, tc.locks, got, tc.want)
+		}
+	}
+}
+
+// A withdrawal the remote refuses (a hook, a protected branch) is not tried again:
+// only lost races and an unreachable remote are worth the 8 s.
+func TestQueueWithdrawRefusedStopsAtOnce(t *testing.T) {
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", claimed: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startOut(t, ctx, qsrc(bare), map[string]any{"acquire": true}, build(1))
+	await(t, w.log.notify("position 1 of 1"), "the build to queue")
+	calls := filepath.Join(t.TempDir(), "calls")
+	hook := filepath.Join(bare, "hooks", "pre-receive")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho refused >> '"+calls+"'\necho 'protected branch' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	w.wait(t, "the build to end")
+	if !strings.Contains(fmt.Sprint(w.err), "could not withdraw its ticket from the queue") {
+		t.Errorf("abort with a refused withdrawal: %v\n%s", w.err, w.log)
+	}
+	if b, err := os.ReadFile(calls); err != nil || strings.Count(string(b), "refused") != 1 {
+		t.Errorf("the remote was asked %q (%v), want once", b, err)
+	}
+}
