@@ -51,6 +51,10 @@ func Path(poolName, id string) string { return Dir(poolName) + "/" + id + ".json
 // MaxWants bounds the locks one ticket may want: a ticket is read by every waiter.
 const MaxWants = 64
 
+// MaxPriority bounds a ticket's priority either way, so that a priority and its
+// age's points always add up without overflow.
+const MaxPriority = 1_000_000
+
 // Want is one lock a ticket waits for: any free lock of a pool (Acquire) or the
 // named one (Claim). Pool "" is the ticket's own pool, the queue it is in; another
 // pool of the same branch is named. A ticket wants every lock of its list at once:
@@ -190,6 +194,8 @@ func decode(data []byte) (Ticket, error) {
 		return t, fmt.Errorf("wants %d locks; a ticket wants 1 to %d", len(t.Want), MaxWants)
 	case t.Expires.IsZero() || t.Enqueued.IsZero():
 		return t, fmt.Errorf("no enqueue or expiry time")
+	case t.Priority > MaxPriority || t.Priority < -MaxPriority:
+		return t, fmt.Errorf("priority %d is beyond ±%d", t.Priority, MaxPriority)
 	}
 	claimed := map[Want]bool{}
 	for _, w := range t.Want {
@@ -357,6 +363,13 @@ func Order(tickets []Ticket, now time.Time) []Ticket {
 // Lock is one lock of one pool.
 type Lock struct{ Pool, Name string }
 
+// Key names a ticket: its queue and its id, as its path does. An id alone does
+// not: anyone who can push can copy a waiter's id into another pool's queue.
+type Key struct{ Pool, ID string }
+
+// Key is the ticket's key.
+func (t Ticket) Key() Key { return Key{t.Pool, t.ID} }
+
 // Share is what Grant sets aside for one ticket.
 type Share struct {
 	// Granted: the ticket gets every lock it wants, Locks, and may claim them.
@@ -372,9 +385,9 @@ type Share struct {
 // behind it claims by name if there is one, else any. A ticket that cannot have
 // all it wants holds back the free locks it could take, so that a request for
 // three is not starved by a stream of requests for one; it does not hold up the
-// tickets behind it for locks it could not take. It returns ticket id → share, for
+// tickets behind it for locks it could not take. It returns ticket key → share, for
 // the tickets that get or hold back something.
-func Grant(ordered []Ticket, free map[string][]string) map[string]Share {
+func Grant(ordered []Ticket, free map[string][]string) map[Key]Share {
 	left := map[string][]string{}
 	for p, names := range free {
 		left[p] = slices.Clone(names)
@@ -391,7 +404,7 @@ func Grant(ordered []Ticket, free map[string][]string) map[string]Share {
 		i := slices.Index(left[l.Pool], l.Name)
 		left[l.Pool] = slices.Delete(left[l.Pool], i, i+1)
 	}
-	shares := map[string]Share{}
+	shares := map[Key]Share{}
 	for _, t := range ordered {
 		var got []Lock
 		all := true
@@ -427,7 +440,7 @@ func Grant(ordered []Ticket, free map[string][]string) map[string]Share {
 			take(l)
 		}
 		if all || len(got) > 0 {
-			shares[t.ID] = Share{Granted: all, Locks: got}
+			shares[t.Key()] = Share{Granted: all, Locks: got}
 		}
 	}
 	return shares

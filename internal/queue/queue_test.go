@@ -29,14 +29,17 @@ func multi(id string, seq int64, wants ...Want) Ticket {
 }
 
 // granted renders shares as "id: pool/lock ..." ("id held: ..." for locks held back).
-func granted(shares map[string]Share) map[string]string {
+func granted(shares map[Key]Share) map[string]string {
 	out := map[string]string{}
-	for id, s := range shares {
+	for k, s := range shares {
 		var ls []string
 		for _, l := range s.Locks {
 			ls = append(ls, l.Pool+"/"+l.Name)
 		}
-		key := id
+		key := k.ID
+		if k.Pool != "aws" {
+			key = k.Pool + ":" + key
+		}
 		if !s.Granted {
 			key += " held"
 		}
@@ -110,6 +113,8 @@ func TestGrant(t *testing.T) {
 			[]string{"e1"}, []string{"g2", "g1"}, map[string]string{"m": "gpu/g2 aws/e1 gpu/g1"}},
 		{"a claim of a claimed lock holds back nothing it cannot take", []Ticket{multi("m", 1, Want{Claim: "e9"}, acq), tk("a", 2, 0, 0, "e2")},
 			[]string{"e1", "e2"}, nil, map[string]string{"m held": "aws/e1", "a": "aws/e2"}},
+		{"one id in two queues is two tickets", []Ticket{tk("a", 1, 0, 0, ""), {ID: "a", Seq: 2, Pool: "gpu", Want: []Want{acq}}},
+			[]string{"e1"}, []string{"g1"}, map[string]string{"a": "aws/e1", "gpu:a": "gpu/g1"}},
 		{"an acquire of a ticket does not take the lock it claims", []Ticket{multi("m", 1, acq, Want{Claim: "e1"})},
 			[]string{"e1", "e2"}, nil, map[string]string{"m": "aws/e1 aws/e2"}},
 	}
@@ -149,6 +154,7 @@ func TestReadTicketsFromACommit(t *testing.T) {
 		Path("aws", "abc"):              string(good.Encode()),
 		Path("aws", "zzz"):              `{"v":2,"id":"zzz"}`,
 		Path("aws", "mismatch"):         string(tk("other", 1, 0, 0, "").Encode()),
+		Path("aws", "loud"):             string(tk("loud", 1, MaxPriority+1, 0, "").Encode()),
 		Dir("aws") + "/.gitkeep":        "",
 		Dir("aws") + "/notes.txt":       "hello",
 		Path("gpu", "g1"):               string(tk("g1", 1, 0, 0, "").Encode()),
@@ -189,13 +195,14 @@ func TestReadTicketsFromACommit(t *testing.T) {
 		why = append(why, b.Path+": "+b.Why)
 	}
 	got := strings.Join(why, "\n")
-	for _, want := range []string{"zzz.json: format version 2", `mismatch.json: id "other" does not match`, "notes.txt: not named ID.json", "sub: not a regular file"} {
+	for _, want := range []string{"zzz.json: format version 2", `mismatch.json: id "other" does not match`, "notes.txt: not named ID.json", "sub: not a regular file",
+		"loud.json: priority 1000001 is beyond ±1000000"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("unreadable files:\n%s\nwant one with %q", got, want)
 		}
 	}
-	if len(bad) != 4 {
-		t.Errorf("%d unreadable files, want 4:\n%s", len(bad), got)
+	if len(bad) != 5 {
+		t.Errorf("%d unreadable files, want 5:\n%s", len(bad), got)
 	}
 }
 

@@ -157,8 +157,8 @@ const notAcquired = "error: lock instance is no longer acquired"
 // in writes, for the version's commit, DIR/name and DIR/metadata of the lock the
 // pool's newest lock commit at or before it changed (the version itself when it
 // changed one; upstream takes `git log -1 -- POOL` at the version), and DIR/ref:
-// the claim the lock is held by when it is claimed there, else the version. That
-// is the fence out's release checks. As upstream, a version at which the lock is
+// the claim the lock is held by when it is claimed there and the version changed
+// it, else the version. That is the fence out's release checks. As upstream, a version at which the lock is
 // claimed fails once that claim no longer holds it (see acquired). Unlike
 // upstream, DIR holds no checkout of the repository.
 func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*answer, error) {
@@ -215,7 +215,12 @@ func (s *script) in(ctx context.Context, dir string, v *version, p inParams) (*a
 		if err != nil {
 			return nil, err
 		}
-		if claim != "" {
+		// The claim is the fence only when the version is about that lock: a
+		// version that changed no lock of the pool (another pool's commit, a
+		// queue commit) names the pool's newest lock commit's lock, as upstream,
+		// which may be another build's; its ref then stays the version, and a
+		// release through it must find the claim naming this build.
+		if claim != "" && lockCommit == ref {
 			fence = claim
 			if set, err = s.acquiredSet(ctx, repo, ref, head, claim); err != nil {
 				return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/pool"
+	"github.com/poolboy-ci/poolboy/internal/queue"
 )
 
 const (
@@ -89,6 +90,9 @@ func (p outParams) check() error {
 		if len(p.With) > 0 && ops[0] != "acquire" {
 			return fmt.Errorf("invalid payload: params.with goes with acquire, not %s", ops[0])
 		}
+		if p.Priority > queue.MaxPriority || p.Priority < -queue.MaxPriority {
+			return fmt.Errorf("invalid payload: params.priority %d must be between %d and %d", p.Priority, -queue.MaxPriority, queue.MaxPriority)
+		}
 		if p.To != "" {
 			return validPoolName(p.To)
 		}
@@ -128,7 +132,7 @@ type step struct {
 type plan struct {
 	lock    string
 	wait    string // nothing is possible yet, and why
-	done    bool   // nothing to commit: the answer is version, or the head
+	done    bool   // nothing to commit: the answer is version
 	version string
 	edits   []pool.Edit
 	msg     string
@@ -353,10 +357,14 @@ func (o *outRun) loop(ctx context.Context, decide decider) (*answer, error) {
 		switch {
 		case err != nil:
 			return nil, err
-		case pl.done && pl.version != "":
-			return o.answerLocks(pl.version, pl), nil
 		case pl.done:
-			return o.answerLocks(head, pl), nil
+			// Every put that pushes nothing answers its lock's own commit
+			// (lockVersion): the head can be about another lock, and the
+			// implicit get would name that one.
+			if pl.version == "" {
+				return nil, fmt.Errorf("internal error: %s pushed nothing and has no version to answer", o.op)
+			}
+			return o.answerLocks(pl.version, pl), nil
 		case pl.wait != "":
 			o.waited = true
 			if err := o.timedOut(pl.wait); err != nil {
@@ -853,8 +861,11 @@ func (o *outRun) update(ctx context.Context, head string, p *pool.Pool) (plan, e
 	case found && l.Claimed:
 		return plan{wait: fmt.Sprintf("lock %s is claimed", l.Name)}, nil
 	case found && l.Blob == o.step.blob:
+		// The answer is the lock's own newest commit, not the head (which can be
+		// about another lock): the implicit get must name this lock.
 		fmt.Fprintf(o.log, "lock %s already has this metadata; nothing to update\n", l.Name)
-		return plan{lock: l.Name, done: true}, nil
+		v, err := o.lockVersion(ctx, head, l.Name)
+		return plan{lock: l.Name, done: true, version: v}, err
 	case found:
 		return plan{lock: l.Name, edits: []pool.Edit{{Path: l.Path(), Mode: l.Mode, Blob: o.step.blob}},
 			msg: o.holder.message("updating", l.Name)}, nil

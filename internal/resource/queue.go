@@ -100,7 +100,10 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 	me := queue.Ticket{ID: o.q.id, Seq: queue.NextSeq(tickets), Priority: o.params.Priority, Enqueued: now,
 		Expires: now.Add(ttl), Want: o.wants(), Holder: o.queueHolder(), Pool: p.Name}
 	if mine != nil {
+		// What this put waits for is its own request, whatever its ticket file
+		// says now (anyone who can push can rewrite it).
 		me = *mine
+		me.Want, me.Pool = o.wants(), p.Name
 		o.q.seen = true
 	} else if o.q.seen {
 		// Not merely wrote: a ticket whose push lost a race never was in the queue.
@@ -118,12 +121,15 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		}
 	}
 	shares := queue.Grant(ordered, free)
-	if share := shares[me.ID]; share.Granted {
+	if share := shares[me.Key()]; share.Granted {
 		if mine == nil && o.op == "acquire" {
-			share.Locks = anyLeft(free, shares, me.ID, share.Locks)
+			share.Locks = anyLeft(free, shares, me.Key(), share.Locks)
 		}
 		var locks []pool.Lock
 		for _, gl := range share.Locks {
+			if pools[gl.Pool] == nil {
+				return plan{}, fmt.Errorf("internal error: the queue granted lock %s of pool %s, which this put does not want", gl.Name, gl.Pool)
+			}
 			l, _, err := find(pools[gl.Pool], gl.Name)
 			if err != nil {
 				return plan{}, err
@@ -143,8 +149,8 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 	}
 	if o.multi() {
 		held := map[string]int{}
-		for id, sh := range shares {
-			if id != me.ID {
+		for k, sh := range shares {
+			if k != me.Key() {
 				for _, l := range sh.Locks {
 					held[l.Pool]++
 				}
@@ -177,11 +183,11 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 		locks += len(sp.Claimed) + len(sp.Unclaimed)
 	}
 	for _, t := range ordered {
-		if t.ID == me.ID || slices.ContainsFunc(t.Want, func(w queue.Want) bool { return pools[t.PoolOf(w)] != nil }) {
+		if t.Key() == me.Key() || slices.ContainsFunc(t.Want, func(w queue.Want) bool { return pools[t.PoolOf(w)] != nil }) {
 			line = append(line, t)
 		}
 	}
-	pos := slices.IndexFunc(line, func(t queue.Ticket) bool { return t.ID == me.ID }) + 1
+	pos := slices.IndexFunc(line, func(t queue.Ticket) bool { return t.Key() == me.Key() }) + 1
 	var claim *queue.Lock
 	if o.op == "claim" {
 		claim = &queue.Lock{Pool: p.Name, Name: o.step.name}
@@ -233,10 +239,10 @@ func (o *outRun) waitingFor() string {
 // ticket gets or holds back (granted: the grant's own picks), pool by pool: puts
 // arriving together on an empty queue then mostly pick different locks, as
 // upstream's random pick does, instead of all racing for the first.
-func anyLeft(free map[string][]string, shares map[string]queue.Share, me string, granted []queue.Lock) []queue.Lock {
+func anyLeft(free map[string][]string, shares map[queue.Key]queue.Share, me queue.Key, granted []queue.Lock) []queue.Lock {
 	taken := map[queue.Lock]bool{}
-	for id, sh := range shares {
-		if id != me {
+	for k, sh := range shares {
+		if k != me {
 			for _, l := range sh.Locks {
 				taken[l] = true
 			}

@@ -659,3 +659,59 @@ func TestQueueWithdrawRefusedStopsAtOnce(t *testing.T) {
 		t.Errorf("the remote was asked %q (%v), want once", b, err)
 	}
 }
+
+// A ticket is its queue and its id: a copy of a waiter's id in another pool's
+// queue (anyone who can push can write one) is another ticket. The waiter used to
+// take that ticket's grant: a single acquire crashed on the other pool, and a
+// request for several locks claimed only the other pool's lock (found by a review).
+func TestQueueTicketIDCopiedIntoAnotherQueue(t *testing.T) {
+	for _, several := range []bool{false, true} {
+		t.Run(map[bool]string{false: "single", true: "several"}[several], func(t *testing.T) {
+			bare := newRepo(t, []string{"aws", "gpu"}, lock{pool: "aws", name: "env-1", claimed: true}, lock{pool: "gpu", name: "g-1"})
+			params := map[string]any{"acquire": true}
+			want := []string{"aws/claimed/env-1"}
+			if several {
+				params["with"] = []any{map[string]any{"pool": "gpu"}}
+				want = append(want, "gpu/claimed/g-1")
+			}
+			w := startOut(t, context.Background(), qsrc(bare), params, build(1))
+			await(t, w.log.notify("position 1 of 1"), "the build to queue")
+			id := strings.TrimSuffix(filepath.Base(tickets(t, bare)[0]), ".json")
+			copied := filepath.FromSlash(queue.Path("gpu", id))
+			now := time.Now()
+			upstream(t, bare, "a copy of the waiter's ticket id in pool gpu's queue", func(dir string) {
+				p := filepath.Join(dir, copied)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				tk := queue.Ticket{ID: id, Seq: 0, Enqueued: now.Add(-time.Hour), Expires: now.Add(time.Hour), Want: []queue.Want{{Acquire: true}}}
+				if err := os.WriteFile(p, tk.Encode(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				testenv.Git(t, dir, "add", "-A")
+			})
+			if several {
+				// The copy is an older ticket of gpu's queue: it is served first,
+				// and the request for both waits behind it, claiming nothing.
+				await(t, w.log.notify("position 2 of 2"), "the build to queue behind the copy")
+				upstream(t, bare, "unclaiming: env-1", gitMove(t, "aws/claimed/env-1", "aws/unclaimed/env-1"))
+				await(t, w.log.notify("not enough locks available"), "the build to see env-1 free and g-1 promised")
+				if tr := tree(t, bare); !tr["aws/unclaimed/env-1"] || !tr["gpu/unclaimed/g-1"] {
+					t.Fatalf("the request for both claimed a part: %v\n%s", keys(tr), w.log)
+				}
+				upstream(t, bare, "the copy is gone", func(dir string) { testenv.Git(t, dir, "rm", "-q", copied) })
+			} else {
+				upstream(t, bare, "unclaiming: env-1", gitMove(t, "aws/claimed/env-1", "aws/unclaimed/env-1"))
+			}
+			w.wait(t, "the build to get its locks")
+			if w.err != nil {
+				t.Fatalf("acquire: %v\n%s", w.err, w.log)
+			}
+			got := strings.Fields(testenv.Git(t, bare, "diff-tree", "--no-commit-id", "--name-only", "-r", "--diff-filter=A", w.res.Version.Ref))
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("the claim %s added %v, want %v\n%s", w.res.Version.Ref, got, want, w.log)
+			}
+		})
+	}
+}

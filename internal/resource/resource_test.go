@@ -71,6 +71,7 @@ func TestWrongTypesAreOneLineErrors(t *testing.T) {
 		{`{"source":{"uri":"x","branch":"main","pool":"aws"},"params":{"acquire":0}}`, "invalid payload: params.acquire must be true, false or a number of locks from 1 to 64, not number 0"},
 		{`{"source":{"uri":"x","branch":"main","pool":"aws"},"params":{"acquire":65}}`, "invalid payload: params.acquire must be true, false or a number of locks from 1 to 64, not number 65"},
 		{`{"source":{"uri":"x","branch":"main","pool":"aws"},"params":{"acquire":1.5}}`, "not number 1.5"},
+		{`{"source":{"uri":"x","branch":"main","pool":"aws"},"params":{"acquire":true,"priority":9223372036854775807}}`, "invalid payload: params.priority 9223372036854775807 must be between -1000000 and 1000000"},
 		{`{"source":{"uri":"x","branch":"main","pool":"aws"},"params":{"acquire":true,"with":[{"pool":"gpu","count":0}]}}`, "invalid payload: params.with.count must be a number of locks from 1 to 64, not number 0"},
 		{`{"source":{"uri":"x","branch":"main","pool":"aws"},"params":{"acquire":true,"with":{"pool":"gpu"}}}`, "invalid payload: params.with must be a list of {pool, count}, not object"},
 		{`{"source":{"uri":"x","branch":"main","pool":"aws"},"params":{"claim":"env-1","with":[{"pool":"gpu"}]}}`, "invalid payload: params.with goes with acquire, not claim"},
@@ -216,7 +217,8 @@ func TestInWritesNameMetadataAndRef(t *testing.T) {
 
 // in as upstream's: the pool's newest lock commit at or before the version names the
 // lock, and a claim that no longer holds its lock fails, however far back in a
-// shallow clone's history either lies.
+// shallow clone's history either lies. The claim is the ref only for a version that
+// is about the lock.
 func TestInFollowsTheClaimThroughShallowHistory(t *testing.T) {
 	bare := newRepo(t, []string{"aws", "gpu"},
 		lock{pool: "aws", name: "env-1", content: "one"},
@@ -236,8 +238,16 @@ func TestInFollowsTheClaimThroughShallowHistory(t *testing.T) {
 		if err != nil || r.Version.Ref != noise || r.lock() != "env-2" {
 			t.Fatalf("depth %d: in of a later commit about no pool: %+v %v", depth, r, err)
 		}
-		if ref, _ := os.ReadFile(filepath.Join(dir, "ref")); string(ref) != claim+"\n" {
-			t.Errorf("depth %d: ref %q, want the claim holding env-2", depth, ref)
+		// The version is not env-2's claim, so the claim is no fence for it.
+		if ref, _ := os.ReadFile(filepath.Join(dir, "ref")); string(ref) != noise+"\n" {
+			t.Errorf("depth %d: ref %q, want the version", depth, ref)
+		}
+		own := t.TempDir()
+		if _, err := in(t, own, src(fileURL(bare)), claim, nil); err != nil {
+			t.Fatalf("depth %d: in of the claim: %v", depth, err)
+		}
+		if ref, _ := os.ReadFile(filepath.Join(own, "ref")); string(ref) != claim+"\n" {
+			t.Errorf("depth %d: ref %q for the claim itself, want the claim", depth, ref)
 		}
 	}
 

@@ -119,3 +119,49 @@ func TestReviewFenceOwnReleaseAfterPullOfABusyBranch(t *testing.T) {
 	}
 	wantTree(t, bare, "aws/unclaimed/env-1", "aws/unclaimed/env-2", "README")
 }
+
+// A put that pushes nothing answers its lock's own commit. An update that found
+// the metadata already there answered the head; when the head was another lock's
+// commit (here env-2's claim by another build), the implicit get named env-2 and
+// wrote its claim as the step's ref, and a remove through the step then removed
+// the lock another build holds (found by a review).
+func TestReviewUnchangedUpdateAnswersItsLock(t *testing.T) {
+	t.Parallel()
+	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1", content: "one"}, lock{pool: "aws", name: "env-2", content: "two", claimed: true})
+	dir := t.TempDir()
+	writeStep(t, dir, "meta", map[string]string{"name": "env-1", "metadata": "one"})
+	r := mustOut(t, dir, src(fileURL(bare)), map[string]any{"update": "meta"}, build(1))
+	g := get(t, dir, "upd", src(fileURL(bare)), r.Version.Ref)
+	if g.lock() != "env-1" || r.Version.Ref == head(t, bare) {
+		t.Fatalf("unchanged update answered %s (head %s) and its get names %q, want env-1's own commit", r.Version.Ref, head(t, bare), g.lock())
+	}
+	// remove removes only claimed locks: env-1 is not, so nothing happens.
+	if _, err := out(t, context.Background(), dir, src(fileURL(bare)), map[string]any{"remove": "upd"}, build(1), nil); err == nil || !strings.Contains(err.Error(), `lock "env-1"`) {
+		t.Errorf("remove through the unchanged update's get: %v, want a refusal about env-1", err)
+	}
+	if tr := tree(t, bare); !tr["aws/claimed/env-2"] || !tr["aws/unclaimed/env-1"] {
+		t.Errorf("after the remove: %v, want both locks where they were", keys(tr))
+	}
+}
+
+// A version that changed no lock of the pool (another pool's commit) names the
+// pool's newest lock commit's lock, as upstream's in does; that lock's claim is
+// another build's, so it is no fence: a release through the step is refused (the
+// version claimed another lock) instead of freeing it (found by a review).
+func TestReviewGetAtAnotherPoolsCommitIsNoFence(t *testing.T) {
+	t.Parallel()
+	bare := newRepo(t, []string{"aws", "gpu"}, lock{pool: "aws", name: "env-2", claimed: true}, lock{pool: "gpu", name: "g-1"})
+	mustOut(t, t.TempDir(), src(fileURL(bare), "pool", "gpu"), map[string]any{"acquire": true}, build(7))
+	dir := t.TempDir()
+	g := get(t, dir, "lock", src(fileURL(bare)), head(t, bare)) // gpu's claim, read for pool aws
+	ref, err := os.ReadFile(filepath.Join(dir, "lock", "ref"))
+	if err != nil || g.lock() != "env-2" || strings.TrimSpace(string(ref)) != head(t, bare) {
+		t.Fatalf("get names %q with ref %q (%v), want env-2 with the version as ref", g.lock(), ref, err)
+	}
+	if _, err := out(t, context.Background(), dir, src(fileURL(bare)), map[string]any{"release": "lock"}, build(1), nil); err == nil || !strings.Contains(err.Error(), `not releasing "env-2"`) {
+		t.Errorf("release of another build's lock through a get at another pool's commit: %v", err)
+	}
+	if tr := tree(t, bare); !tr["aws/claimed/env-2"] {
+		t.Errorf("env-2 is not claimed any more: %v", keys(tr))
+	}
+}
