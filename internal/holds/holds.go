@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,7 +83,8 @@ func (s *Set) File(poolName, lock string) bool {
 // Read returns the holds at commit. A file this version cannot read (another
 // format version, malformed, misnamed) holds nothing.
 func Read(ctx context.Context, git Git, commit string) (*Set, error) {
-	out, err := git.Output(ctx, "ls-tree", "-r", "-z", "--full-tree", commit, "--", Root+"/")
+	// --long gives each blob's size: a file too large to be a hold is never read.
+	out, err := git.Output(ctx, "ls-tree", "-r", "-z", "--long", "--full-tree", commit, "--", Root+"/")
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +94,7 @@ func Read(ctx context.Context, git Git, commit string) (*Set, error) {
 	for _, rec := range bytes.Split(out, []byte{0}) {
 		meta, path, ok := bytes.Cut(rec, []byte{'\t'})
 		f := strings.Fields(string(meta))
-		if !ok || len(f) != 3 || f[1] != "blob" || (f[0] != "100644" && f[0] != "100755") {
+		if !ok || len(f) != 4 || f[1] != "blob" || (f[0] != "100644" && f[0] != "100755") {
 			continue
 		}
 		poolName, file, ok := strings.Cut(strings.TrimPrefix(string(path), Root+"/"), "/")
@@ -102,6 +104,9 @@ func Read(ctx context.Context, git Git, commit string) (*Set, error) {
 		}
 		k := [2]string{poolName, lock}
 		s.files[k] = true
+		if size, err := strconv.ParseInt(f[3], 10, 64); err != nil || size > maxHold {
+			continue // a file, but no hold this version reads
+		}
 		keys, blobs = append(keys, k), append(blobs, f[2])
 	}
 	if len(blobs) == 0 {

@@ -1,6 +1,7 @@
 package holds_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -56,6 +57,7 @@ func TestReadIgnoresWhatItCannotRead(t *testing.T) {
 		holds.Path("aws", "env-3"):    other.Encode(),
 		holds.Path("aws", "env-4"):    []byte("not json"),
 		holds.Root + "/aws/env-5.txt": good.Encode(),
+		holds.Path("aws", "env-6"):    append(good.Encode(), bytes.Repeat([]byte(" "), 1<<20)...), // too large to read
 	}
 	for path, data := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(c.Dir, path)), 0o755); err != nil {
@@ -85,7 +87,10 @@ func TestReadIgnoresWhatItCannotRead(t *testing.T) {
 	if h, ok := set.Of("aws", "env-1"); !ok || h.By != "ann" || !h.Until.Equal(until) {
 		t.Errorf("env-1: %+v %v", h, ok)
 	}
-	for _, lock := range []string{"env-2", "env-3", "env-4", "env-5"} {
+	if !set.File("aws", "env-6") {
+		t.Error("env-6's file, too large to read, does not count as a hold file")
+	}
+	for _, lock := range []string{"env-2", "env-3", "env-4", "env-5", "env-6"} {
 		if _, ok := set.Of("aws", lock); ok {
 			t.Errorf("%s read as a hold", lock)
 		}

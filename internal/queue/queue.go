@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -260,7 +261,9 @@ func ReadAll(ctx context.Context, git Git, commit string) ([]Ticket, []Unreadabl
 }
 
 func read(ctx context.Context, git Git, commit string, pools []string) ([]Ticket, []Unreadable, error) {
-	args := []string{"ls-tree", "-z", "--full-tree", commit, "--"}
+	// --long gives each blob's size: a file too large to be a ticket is never read
+	// (cat-file would hand all of it over, whatever the cap).
+	args := []string{"ls-tree", "-z", "--long", "--full-tree", commit, "--"}
 	for _, p := range pools {
 		args = append(args, Dir(p)+"/")
 	}
@@ -277,8 +280,12 @@ func read(ctx context.Context, git Git, commit string, pools []string) ([]Ticket
 		meta, path, _ := bytes.Cut(rec, []byte{'\t'})
 		f := strings.Fields(string(meta))
 		p := string(path)
-		if len(f) != 3 || f[1] != "blob" || (f[0] != "100644" && f[0] != "100755") {
+		if len(f) != 4 || f[1] != "blob" || (f[0] != "100644" && f[0] != "100755") {
 			bad = append(bad, Unreadable{p, "not a regular file"})
+			continue
+		}
+		if size, err := strconv.ParseInt(f[3], 10, 64); err != nil || size > maxTicket {
+			bad = append(bad, Unreadable{p, fmt.Sprintf("larger than %d bytes", maxTicket)})
 			continue
 		}
 		owner, name, _ := strings.Cut(strings.TrimPrefix(p, Root+"/"), "/")

@@ -155,6 +155,7 @@ func TestReadTicketsFromACommit(t *testing.T) {
 		Path("aws", "zzz"):              `{"v":2,"id":"zzz"}`,
 		Path("aws", "mismatch"):         string(tk("other", 1, 0, 0, "").Encode()),
 		Path("aws", "loud"):             string(tk("loud", 1, MaxPriority+1, 0, "").Encode()),
+		Path("aws", "huge"):             string(tk("huge", 1, 0, 0, "").Encode()) + strings.Repeat(" ", maxTicket),
 		Dir("aws") + "/.gitkeep":        "",
 		Dir("aws") + "/notes.txt":       "hello",
 		Path("gpu", "g1"):               string(tk("g1", 1, 0, 0, "").Encode()),
@@ -196,13 +197,13 @@ func TestReadTicketsFromACommit(t *testing.T) {
 	}
 	got := strings.Join(why, "\n")
 	for _, want := range []string{"zzz.json: format version 2", `mismatch.json: id "other" does not match`, "notes.txt: not named ID.json", "sub: not a regular file",
-		"loud.json: priority 1000001 is beyond ±1000000"} {
+		"loud.json: priority 1000001 is beyond ±1000000", "huge.json: larger than 65536 bytes"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("unreadable files:\n%s\nwant one with %q", got, want)
 		}
 	}
-	if len(bad) != 5 {
-		t.Errorf("%d unreadable files, want 5:\n%s", len(bad), got)
+	if len(bad) != 6 {
+		t.Errorf("%d unreadable files, want 6:\n%s", len(bad), got)
 	}
 }
 
