@@ -18,6 +18,11 @@ func Ended(b *Build) bool {
 		(dead(b.Status) || b.Status == "succeeded")
 }
 
+// TicketGrace is how long after its expiry a ticket is deleted: expiry is judged
+// by the deleter's clock, which may run ahead of the waiter's, and a deleted
+// ticket's waiter has to queue again at the back.
+const TicketGrace = 10 * time.Second
+
 // TicketInput is the evidence about one queue ticket.
 type TicketInput struct {
 	Now     time.Time
@@ -31,7 +36,7 @@ type TicketInput struct {
 // waiter renews it), a build that ended loses it at once (nothing waits in a
 // build that ended, and no hand-off applies to a ticket), and without such
 // evidence — no Concourse, an error, a 404, an answer about another build or one
-// that may be — the ticket's expiry decides.
+// that may be — the ticket's expiry decides, TicketGrace after it.
 func DecideTicket(in TicketInput) Verdict {
 	b := in.Build
 	switch {
@@ -54,9 +59,13 @@ func DecideTicket(in TicketInput) Verdict {
 	default:
 		note = fmt.Sprintf("%s has status %q; ", b.Name, b.Status)
 	}
-	if !in.Now.Before(in.Expires) {
+	switch {
+	case !in.Now.Before(in.Expires.Add(TicketGrace)):
 		return Verdict{State: Stale, Rule: "ticket-expired", Warning: warning,
 			Reason: note + fmt.Sprintf("expired %s ago: its waiter stopped renewing it", Human(in.Now.Sub(in.Expires)))}
+	case !in.Now.Before(in.Expires):
+		return Verdict{State: Held, Rule: "ticket-expired-grace", Warning: warning,
+			Reason: note + fmt.Sprintf("expired %s ago; deleted %s after its expiry (clocks may differ)", Human(in.Now.Sub(in.Expires)), Human(TicketGrace))}
 	}
 	return Verdict{State: Held, Rule: "ticket-live", Warning: warning,
 		Reason: note + fmt.Sprintf("expires in %s unless its waiter renews it", Human(in.Expires.Sub(in.Now)))}

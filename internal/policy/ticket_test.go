@@ -19,7 +19,9 @@ func TestDecideTicket(t *testing.T) {
 	}{
 		{"no Concourse, live", live, nil, Held, "ticket-live"},
 		{"no Concourse, expired", expired, nil, Stale, "ticket-expired"},
-		{"expires exactly now", now, nil, Stale, "ticket-expired"},
+		{"expires exactly now", now, nil, Held, "ticket-expired-grace"},
+		{"expired within the grace", now.Add(-TicketGrace + time.Second), nil, Held, "ticket-expired-grace"},
+		{"expired the grace ago", now.Add(-TicketGrace), nil, Stale, "ticket-expired"},
 		{"running, live", live, b("started"), Alive, "build-running"},
 		{"running, expired: its waiter renews it", expired, b("started"), Alive, "build-running"},
 		{"pending, expired", expired, b("pending"), Alive, "build-running"},

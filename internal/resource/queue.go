@@ -13,6 +13,7 @@ import (
 
 	"github.com/poolboy-ci/poolboy/internal/backoff"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
 	"github.com/poolboy-ci/poolboy/internal/queue"
 )
@@ -141,7 +142,7 @@ func (o *outRun) queued(ctx context.Context, head string, p *pool.Pool) (plan, e
 			pl = o.multiClaimPlan(locks)
 		}
 		for _, t := range tickets {
-			if (t.ID == me.ID && t.Pool == me.Pool) || !t.Live(now) {
+			if t.Key() == me.Key() || !now.Before(t.Expires.Add(policy.TicketGrace)) {
 				pl.edits = append(pl.edits, pool.Edit{Path: t.Path})
 			}
 		}
