@@ -16,18 +16,25 @@ import (
 
 // askpass answers git's username prompt from the environment and its password
 // prompt from the in-memory file the environment names: the password is in no
-// process argument and no environment.
+// process argument and no environment. Any other prompt gets nothing.
 const askpass = `#!/bin/sh
 case "$1" in
-Username*) printf '%s\n' "$POOLBOY_GIT_USERNAME" ;;
-*) cat "$POOLBOY_GIT_PASSWORD_FILE" ;;
+"Username for "*) printf '%s\n' "$POOLBOY_GIT_USERNAME" ;;
+"Password for "*) cat "$POOLBOY_GIT_PASSWORD_FILE" ;;
+*) exit 1 ;;
 esac
 `
 
-// sshAskpass answers ssh's passphrase prompt from the in-memory file the
-// environment names.
+// sshAskpass answers ssh's prompt for a key's passphrase ("Enter passphrase for
+// key '%.100s': ", written by ssh itself) from the in-memory file the
+// environment names, and nothing else: a server's password or
+// keyboard-interactive prompt (ssh puts "(user@host) " before those) gets no
+// answer and a failure.
 const sshAskpass = `#!/bin/sh
-cat "$POOLBOY_SSH_PASSPHRASE_FILE"
+case "$1" in
+"Enter passphrase for key '"*) cat "$POOLBOY_SSH_PASSPHRASE_FILE" ;;
+*) exit 1 ;;
+esac
 `
 
 // prepareAuth sets up the environment every git command runs with: credentials
@@ -93,7 +100,13 @@ func (r *Repo) prepareAuth() error {
 	if keyFile != "" || a.SSHUser != "" || a.ForwardAgent {
 		// A server that accepts the connection and then says nothing: the handshake
 		// and a silence afterwards are bounded, as HTTP's are by lowSpeed below.
-		ssh := fmt.Sprintf("ssh -o StrictHostKeyChecking=accept-new -o ConnectTimeout=%d -o ServerAliveInterval=%d -o ServerAliveCountMax=%d",
+		// No password or keyboard-interactive login: poolboy has no password for
+		// ssh, and accept-new lets ssh reach a server never seen before (a typo'd
+		// host), which must not be handed an answer to its prompt. LogLevel=ERROR
+		// keeps ssh's notes ("Permanently added ... to the list of known hosts")
+		// out of git's errors; ssh's errors stay in them.
+		ssh := fmt.Sprintf("ssh -o StrictHostKeyChecking=accept-new -o ConnectTimeout=%d -o ServerAliveInterval=%d -o ServerAliveCountMax=%d"+
+			" -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o LogLevel=ERROR",
 			int(StallTimeout/time.Second), int(StallTimeout/time.Second)/3, 3)
 		// ssh finds known_hosts under the passwd entry's home, not $HOME: where HOME
 		// is set (a container's, a test's), the host keys it accepts are kept there
@@ -102,7 +115,9 @@ func (r *Repo) prepareAuth() error {
 			ssh += " -o UserKnownHostsFile=" + shellQuote(filepath.Join(home, ".ssh", "known_hosts"))
 		}
 		if keyFile != "" {
-			ssh += " -i " + shellQuote(keyFile) + " -o IdentitiesOnly=yes"
+			// Only this key, by public key only: an agent's keys (IdentitiesOnly)
+			// or another method (hostbased, GSSAPI) would log in as someone else.
+			ssh += " -i " + shellQuote(keyFile) + " -o IdentitiesOnly=yes -o PreferredAuthentications=publickey"
 		}
 		if a.SSHUser != "" {
 			ssh += " -o User=" + shellQuote(a.SSHUser)

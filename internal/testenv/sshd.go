@@ -19,7 +19,8 @@ import (
 )
 
 // SSHServer is an OpenSSH sshd started by SSHD, serving the current user on
-// 127.0.0.1 with public-key authentication only.
+// 127.0.0.1 with public-key authentication only (SSHDWithPasswords: and
+// passwords).
 type SSHServer struct {
 	// Addr is "127.0.0.1:PORT".
 	Addr string
@@ -32,6 +33,9 @@ type SSHServer struct {
 	dir     string // private directory: config, host key, authorized_keys
 	hostKey string // "ssh-ed25519 AAAA..." (no comment)
 	keygen  string // absolute path of ssh-keygen
+
+	log  *lockedBuffer       // what sshd and its connections logged
+	stop func(graceful bool) // stops sshd and the connections it serves
 
 	mu    sync.Mutex
 	nKeys int
@@ -76,6 +80,20 @@ func requireSSHD(t testing.TB) string {
 // sshd reports it missing.
 func SSHD(t testing.TB, root string) *SSHServer {
 	t.Helper()
+	return startSSHServer(t, root, false)
+}
+
+// SSHDWithPasswords is SSHD with password authentication allowed too (root
+// included), as a careless server has it. No password is ever right (sshd
+// runs without PAM and knows none), but each one a client sends is in Stop's
+// log as "Failed password for USER".
+func SSHDWithPasswords(t testing.TB, root string) *SSHServer {
+	t.Helper()
+	return startSSHServer(t, root, true)
+}
+
+func startSSHServer(t testing.TB, root string, passwords bool) *SSHServer {
+	t.Helper()
 	sshd := requireSSHD(t)
 	keygen := RequireCommand(t, "ssh-keygen")
 	root, err := filepath.Abs(root)
@@ -117,12 +135,12 @@ func SSHD(t testing.TB, root string) *SSHServer {
 	for attempt := 0; attempt < 3; attempt++ {
 		port := FreePort(t)
 		cfg := filepath.Join(dir, "sshd_config")
-		if err := os.WriteFile(cfg, []byte(sshdConfig(dir, hostKey, authKeys, u.Username, port)), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(sshdConfig(dir, hostKey, authKeys, u.Username, port, passwords)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		checkSSHDConfig(t, sshd, cfg)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if lastErr = startSSHD(t, sshd, cfg, addr); lastErr == nil {
+		if s.stop, s.log, lastErr = startSSHD(t, sshd, cfg, addr); lastErr == nil {
 			s.Addr, s.Port = addr, port
 			return s
 		}
@@ -131,8 +149,12 @@ func SSHD(t testing.TB, root string) *SSHServer {
 	return nil
 }
 
-func sshdConfig(dir, hostKey, authKeys, login string, port int) string {
-	return fmt.Sprintf(`# poolboy test sshd: loopback only, public keys only, nothing from /etc/ssh.
+func sshdConfig(dir, hostKey, authKeys, login string, port int, passwords bool) string {
+	password, rootLogin := "no", "prohibit-password"
+	if passwords {
+		password, rootLogin = "yes", "yes"
+	}
+	return fmt.Sprintf(`# poolboy test sshd: loopback only, public keys (and passwords if asked) only, nothing from /etc/ssh.
 ListenAddress 127.0.0.1:%d
 AddressFamily inet
 HostKey %s
@@ -144,11 +166,11 @@ AllowUsers %s
 UsePAM no
 StrictModes no
 PubkeyAuthentication yes
-PasswordAuthentication no
+PasswordAuthentication %s
 KbdInteractiveAuthentication no
 HostbasedAuthentication no
 GSSAPIAuthentication no
-PermitRootLogin prohibit-password
+PermitRootLogin %s
 PermitEmptyPasswords no
 PermitUserEnvironment no
 AllowAgentForwarding no
@@ -164,7 +186,7 @@ LoginGraceTime 30
 MaxStartups 200
 MaxSessions 100
 LogLevel VERBOSE
-`, port, hostKey, filepath.Join(dir, "sshd.pid"), authKeys, login)
+`, port, hostKey, filepath.Join(dir, "sshd.pid"), authKeys, login, password, rootLogin)
 }
 
 var privsepMissing = regexp.MustCompile(`Missing privilege separation directory: (\S+)`)
@@ -192,8 +214,9 @@ func checkSSHDConfig(t testing.TB, sshd, cfg string) {
 }
 
 // startSSHD starts one sshd and polls until it sends its SSH banner. On
-// success sshd is stopped at cleanup; on failure it is already gone.
-func startSSHD(t testing.TB, sshd, cfg, addr string) error {
+// success sshd is stopped at cleanup (or by stop); on failure it is already
+// gone. log collects what sshd and its connections print.
+func startSSHD(t testing.TB, sshd, cfg, addr string) (stop func(graceful bool), log *lockedBuffer, err error) {
 	t.Helper()
 	// -D: stay in the foreground, -e: log to stderr. sshd re-executes
 	// itself for every connection, so it needs its absolute path.
@@ -211,8 +234,17 @@ func startSSHD(t testing.TB, sshd, cfg, addr string) error {
 			}
 		}
 	}
-	_, err := serve(t, "sshd", cmd, stderr, 15*time.Second, func() error { return sshBanner(addr) }, killSessions)
-	return err
+	stop, err = serve(t, "sshd", cmd, stderr, 15*time.Second, func() error { return sshBanner(addr) }, killSessions)
+	return stop, stderr, err
+}
+
+// Stop stops sshd and every connection it serves, and returns all they
+// logged (LogLevel VERBOSE: each authentication attempt, "Failed publickey",
+// "Failed password", ...). Once they have exited nothing more can be written,
+// so the log is complete: no waiting for a line that may still come.
+func (s *SSHServer) Stop() string {
+	s.stop(false)
+	return s.log.String()
 }
 
 // sshBanner connects to addr and reads the server's identification line,
@@ -285,20 +317,7 @@ func (s *SSHServer) AddKey(t testing.TB) []byte {
 // passphrase ("" for none).
 func (s *SSHServer) AddKeyWithPassphrase(t testing.TB, passphrase string) []byte {
 	t.Helper()
-	s.mu.Lock()
-	s.nKeys++
-	n := s.nKeys
-	s.mu.Unlock()
-	p := filepath.Join(t.TempDir(), "id_ed25519")
-	runKeygen(t, s.keygen, "-q", "-t", "ed25519", "-N", passphrase, "-C", fmt.Sprintf("poolboy-test-key-%d", n), "-f", p)
-	priv, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := os.ReadFile(p + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, pub := s.newKey(t, passphrase)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, err := os.OpenFile(filepath.Join(s.dir, "authorized_keys"), os.O_APPEND|os.O_WRONLY, 0o600)
@@ -313,6 +332,34 @@ func (s *SSHServer) AddKeyWithPassphrase(t testing.TB, passphrase string) []byte
 		t.Fatalf("authorize key: %v", err)
 	}
 	return priv
+}
+
+// UnauthorizedKey is AddKeyWithPassphrase without the authorizing: a key
+// this server refuses.
+func (s *SSHServer) UnauthorizedKey(t testing.TB, passphrase string) []byte {
+	t.Helper()
+	priv, _ := s.newKey(t, passphrase)
+	return priv
+}
+
+// newKey generates an ed25519 key pair, the private key encrypted with
+// passphrase ("" for none).
+func (s *SSHServer) newKey(t testing.TB, passphrase string) (priv, pub []byte) {
+	t.Helper()
+	s.mu.Lock()
+	s.nKeys++
+	n := s.nKeys
+	s.mu.Unlock()
+	p := filepath.Join(t.TempDir(), "id_ed25519")
+	runKeygen(t, s.keygen, "-q", "-t", "ed25519", "-N", passphrase, "-C", fmt.Sprintf("poolboy-test-key-%d", n), "-f", p)
+	priv, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, err = os.ReadFile(p + ".pub"); err != nil {
+		t.Fatal(err)
+	}
+	return priv, pub
 }
 
 // URL returns the ssh:// URL of the repository at repoPath: an absolute
