@@ -465,7 +465,7 @@ func (s *silence) stop() {
 // progressLine matches what --progress prints, the remote's included ("remote:
 // Counting objects: 50% (1/2)", "Receiving objects: 100% (2/2), 183 bytes",
 // "Total 2 (delta 0), ..."), and clone's "Cloning into ...": no part of an error.
-var progressLine = regexp.MustCompile(`^(remote: )?([A-Z][a-z]+( [a-z]+)*: +\d+(%| |,|$)|Total \d+ \(delta \d+\)|Cloning into )`)
+var progressLine = regexp.MustCompile(`^(remote: )?([A-Z][a-z]+( [a-z]+)*: +(\d+% \(\d+/\d+\)|\d+)(,|$)|Total \d+ \(delta \d+\)|Cloning into )`)
 
 // withoutProgress is git's stderr without its progress reports.
 func withoutProgress(stderr []byte) string {

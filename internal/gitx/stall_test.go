@@ -281,3 +281,20 @@ func TestAPushWaitsForAHookSilentLongerThanTheStallBound(t *testing.T) {
 		t.Errorf("remote at %s, want %s", got, c)
 	}
 }
+
+// What --progress prints stays out of errors; what git and the remote say does not.
+func TestProgressStaysOutOfErrors(t *testing.T) {
+	for _, tc := range []struct{ stderr, want string }{
+		{"Cloning into bare repository 'x.git'...\nremote: Enumerating objects: 2, done.        \n" +
+			"remote: Counting objects:  50% (1/2)        \rremote: Counting objects: 100% (2/2), done.        \n" +
+			"remote: Total 2 (delta 0), reused 0 (delta 0), pack-reused 0        \n" +
+			"Receiving objects:  50% (1/2)\rReceiving objects: 100% (2/2), 183 bytes | 183.00 KiB/s, done.\n" +
+			"fatal: early EOF\n", "fatal: early EOF"},
+		{"Enumerating objects: 1, done.\nWriting objects: 100% (1/1), 204 bytes | 204.00 KiB/s, done.\nTotal 1 (delta 0), reused 0 (delta 0), pack-reused 0\n" +
+			"remote: Protected branch: 2 reviews needed\nTo git://host/locks.git\nerror: failed to push some refs", "remote: Protected branch: 2 reviews needed\nTo git://host/locks.git\nerror: failed to push some refs"},
+	} {
+		if got := withoutProgress([]byte(tc.stderr)); got != tc.want {
+			t.Errorf("withoutProgress(%q) = %q, want %q", tc.stderr, got, tc.want)
+		}
+	}
+}
