@@ -201,10 +201,11 @@ func configQuote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`).Replace(s) + `"`
 }
 
-// StallTimeout is how long git waits on a remote that sends nothing before it
-// gives up (ErrUnreachable): over HTTP(S), less than 1 byte/s for this long;
-// over SSH with a key poolboy was given, the connection and handshake, or this
-// long without an answer to ssh's keepalives.
+// StallTimeout is how long a remote may send nothing before git gives up
+// (ErrUnreachable): on every transport, a network command that prints nothing
+// for this long is stopped (silenceBound); besides, over HTTP(S), less than
+// 1 byte/s for this long; over SSH with a key poolboy was given, the
+// connection and handshake, or this long without an answer to ssh's keepalives.
 const StallTimeout = 30 * time.Second
 
 // lowSpeed is git's HTTP stall bound (curl's low-speed limit).
@@ -238,7 +239,7 @@ func (r *Repo) redactArgs(args []string) string {
 // shortened: errors.Is tells ErrUnreachable and a lost ref update.
 func (r *Repo) gitError(args []string, err error, stderr []byte) error {
 	var lines []string
-	for _, l := range strings.Split(string(stderr), "\n") {
+	for _, l := range strings.Split(withoutProgress(stderr), "\n") {
 		l = strings.TrimSpace(l)
 		if l == "" || strings.HasPrefix(l, "hint:") {
 			continue

@@ -24,8 +24,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/redact"
@@ -264,7 +266,7 @@ func (r *Repo) Shallow() (map[string]bool, error) {
 // Push makes commit the new tip of the remote branch, fast-forward only. It returns
 // an error wrapping ErrRejected when someone else pushed first.
 func (r *Repo) Push(ctx context.Context, commit string) error {
-	out, err := r.run(ctx, nil, nil, "push", "--porcelain", "--no-verify", "origin", commit+":"+r.ref())
+	out, err := r.run(ctx, nil, nil, "push", "--porcelain", "--progress", "--no-verify", "origin", commit+":"+r.ref())
 	if err != nil {
 		// --porcelain puts the verdict on stdout: "!\tsrc:dst\t[rejected] (fetch first)".
 		s := string(out)
@@ -350,12 +352,14 @@ func (r *Repo) Stream(ctx context.Context, fn func(io.Reader) error, args ...str
 }
 
 func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error) {
-	cmd := r.command(ctx, env, args...)
+	gctx, quiet := watchSilence(ctx, silenceBound(args[0]))
+	defer quiet.stop()
+	cmd := r.command(gctx, env, args...)
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdout, cmd.Stderr = quiet.watch(&stdout), quiet.watch(&stderr)
 	start := time.Now()
-	wait, err := started(ctx, cmd)
+	wait, err := started(gctx, cmd)
 	if err == nil {
 		err = wait()
 	}
@@ -365,13 +369,123 @@ func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...s
 	}
 	if err != nil {
 		e := r.gitError(args, err, stderr.Bytes())
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			// git was killed, or never started, because ctx ended.
 			e = classify(e, ctx.Err())
+		case quiet.fired():
+			e = classify(fmt.Errorf("git %s: %s sent nothing for %s; gave up", args[0], r.URL(), quiet.bound), ErrUnreachable)
 		}
 		return stdout.Bytes(), e
 	}
 	return stdout.Bytes(), nil
+}
+
+// stallTimeout is how long a network git command may go without a byte of output
+// (see silenceBound); a variable so that tests can shorten it.
+var stallTimeout = StallTimeout
+
+// silenceBound is how long the git command cmd may print nothing before it is
+// stopped, 0 for none: this is the one stall bound of every transport (git://,
+// ssh whatever its settings, http(s), local). clone, fetch and push run with
+// --progress, so a remote that is counting, compressing or sending objects keeps
+// them talking, and so does a download (ls-remote has nothing to show before its
+// answer, which a live server sends at once). A push may be silent twice as long: once
+// the server has the pack, a pre-receive hook may run a while without a word,
+// and a push given up on then may land all the same (PushChecked settles that).
+func silenceBound(cmd string) time.Duration {
+	switch cmd {
+	case "clone", "fetch", "ls-remote":
+		return stallTimeout
+	case "push":
+		return 2 * stallTimeout
+	}
+	return 0
+}
+
+// silence stops a command whose output stops for longer than its bound. A nil
+// *silence bounds nothing.
+type silence struct {
+	bound  time.Duration
+	start  time.Time
+	last   atomic.Int64 // when the last byte came, as time since start
+	done   chan struct{}
+	cancel context.CancelFunc
+	gaveUp atomic.Bool
+}
+
+// watchSilence returns the context to run a command on, which ends when ctx does
+// or when the command's output (passed through watch) has stopped for bound.
+func watchSilence(ctx context.Context, bound time.Duration) (context.Context, *silence) {
+	if bound <= 0 {
+		return ctx, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &silence{bound: bound, start: time.Now(), done: make(chan struct{}), cancel: cancel}
+	go func() {
+		t := time.NewTimer(bound)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+				idle := time.Since(s.start) - time.Duration(s.last.Load())
+				if idle < bound {
+					t.Reset(bound - idle)
+					continue
+				}
+				s.gaveUp.Store(true)
+				cancel() // SIGTERM to git's process group, as when ctx ends
+				return
+			}
+		}
+	}()
+	return ctx, s
+}
+
+// watch passes w's writes through, each one counting as a sign of life.
+func (s *silence) watch(w io.Writer) io.Writer {
+	if s == nil {
+		return w
+	}
+	return heard{w, s}
+}
+
+// fired says whether the command was stopped for its silence.
+func (s *silence) fired() bool { return s != nil && s.gaveUp.Load() }
+
+func (s *silence) stop() {
+	if s != nil {
+		close(s.done)
+		s.cancel()
+	}
+}
+
+// progressLine matches what --progress prints, the remote's included ("remote:
+// Counting objects: 50% (1/2)", "Receiving objects: 100% (2/2), 183 bytes",
+// "Total 2 (delta 0), ..."), and clone's "Cloning into ...": no part of an error.
+var progressLine = regexp.MustCompile(`^(remote: )?([A-Z][a-z]+( [a-z]+)*: +(\d+% \(\d+/\d+\)|\d+)(,|$)|Total \d+ \(delta \d+\)|Cloning into )`)
+
+// withoutProgress is git's stderr without its progress reports.
+func withoutProgress(stderr []byte) string {
+	var keep []string
+	for _, l := range strings.FieldsFunc(string(stderr), func(c rune) bool { return c == '\n' || c == '\r' }) {
+		if !progressLine.MatchString(strings.TrimSpace(l)) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+type heard struct {
+	w io.Writer
+	s *silence
+}
+
+func (h heard) Write(p []byte) (int, error) {
+	h.s.last.Store(int64(time.Since(h.s.start)))
+	return h.w.Write(p)
 }
 
 // killDelay is how long git and its helpers have, once ctx ends, to stop after
@@ -462,7 +576,9 @@ func childEnv() []string {
 }
 
 func (r *Repo) fetchArgs() []string {
-	args := []string{"fetch", "--quiet", "--no-tags", "--update-head-ok"}
+	// --progress, not --quiet: the progress is what tells a download from a
+	// stalled remote (silenceBound); gitError leaves it out of errors.
+	args := []string{"fetch", "--progress", "--no-tags", "--update-head-ok"}
 	if r.opts.CacheDir == "" {
 		// A clone that is deleted when the run ends needs no upkeep: without this
 		// every fetch (a waiting put's every look) starts a git maintenance.
@@ -535,7 +651,7 @@ func (r *Repo) reuse(ctx context.Context, dir string) bool {
 }
 
 func (r *Repo) clone(ctx context.Context, dir string) error {
-	args := []string{"clone", "--quiet", "--bare", "--single-branch", "--no-tags"}
+	args := []string{"clone", "--progress", "--bare", "--single-branch", "--no-tags"}
 	if r.opts.Branch != "" {
 		args = append(args, "--branch", r.opts.Branch)
 	}

@@ -317,6 +317,20 @@ func (s *SSHServer) AddKey(t testing.TB) []byte {
 // passphrase ("" for none).
 func (s *SSHServer) AddKeyWithPassphrase(t testing.TB, passphrase string) []byte {
 	t.Helper()
+	return s.addKey(t, passphrase, "")
+}
+
+// AddKeyWithCommand is AddKey for a key whose sessions run command instead
+// of what the client asks (authorized_keys' command= option, ForceCommand
+// for this key alone): a live server whose git never answers, say.
+func (s *SSHServer) AddKeyWithCommand(t testing.TB, command string) []byte {
+	t.Helper()
+	return s.addKey(t, "", `command="`+strings.ReplaceAll(command, `"`, `\"`)+`" `)
+}
+
+// addKey generates and authorizes a key; options go before it in authorized_keys.
+func (s *SSHServer) addKey(t testing.TB, passphrase, options string) []byte {
+	t.Helper()
 	priv, pub := s.newKey(t, passphrase)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -324,7 +338,7 @@ func (s *SSHServer) AddKeyWithPassphrase(t testing.TB, passphrase string) []byte
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.Write(append(bytes.TrimSpace(pub), '\n'))
+	_, err = f.Write(append(append([]byte(options), bytes.TrimSpace(pub)...), '\n'))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
