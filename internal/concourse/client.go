@@ -169,17 +169,18 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, errors.New("concourse: invalid URL")
 	}
+	shown := redact.URL(strings.TrimSpace(cfg.URL)) // u.Redacted() would show a token given as the user name
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("concourse: URL %q: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("concourse: URL %q: scheme must be http or https", shown)
 	}
 	if u.Host == "" || u.Opaque != "" {
-		return nil, fmt.Errorf("concourse: URL %q: missing host", u.Redacted())
+		return nil, fmt.Errorf("concourse: URL %q: missing host", shown)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("concourse: URL %q: must not contain credentials", u.Redacted())
+		return nil, fmt.Errorf("concourse: URL %q: must not contain credentials", shown)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("concourse: URL %q: must not have a query or fragment", u.Redacted())
+		return nil, fmt.Errorf("concourse: URL %q: must not have a query or fragment", shown)
 	}
 	if (cfg.Username == "") != (cfg.Password == "") && cfg.Token == "" {
 		return nil, errors.New("concourse: username and password must be given together")
