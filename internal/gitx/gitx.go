@@ -3,7 +3,7 @@
 // fast-forward only. It shells out to the git CLI, so every transport git knows
 // (local path, file://, git://, ssh, http(s)) works the way the user's git does.
 //
-// Secrets never reach a process argument or environment: an SSH key, an HTTP
+// Secrets never reach a process argument or environment: an SSH key, an HTTP user name and
 // password, a key passphrase and git settings go to in-memory files (on Linux;
 // 0600 files elsewhere) that ssh, the askpass scripts and git read, and every
 // error and log line is passed through Redact.
