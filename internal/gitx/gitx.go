@@ -118,7 +118,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		return nil, errors.New("no repository given (--repo or POOL_REPO)")
 	}
 	if strings.HasPrefix(opts.URL, "-") {
-		return nil, fmt.Errorf("repository %q must not start with '-'", opts.URL)
+		return nil, fmt.Errorf("repository %q must not start with '-'", redact.URL(opts.URL))
 	}
 	if strings.HasPrefix(opts.Branch, "-") {
 		return nil, fmt.Errorf("branch %q must not start with '-'", opts.Branch)
