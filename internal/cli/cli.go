@@ -219,7 +219,7 @@ func (o *options) setup(ctx context.Context, stderr io.Writer) (*gitx.Repo, reap
 		}
 	}
 	if strings.HasPrefix(o.repo, "-") {
-		return nil, cfg, usageError{fmt.Errorf("--repo %q must not start with '-'", o.repo)}
+		return nil, cfg, usageError{fmt.Errorf("--repo %q must not start with '-'", redact.URL(o.repo))}
 	}
 	if strings.HasPrefix(o.branch, "-") {
 		return nil, cfg, usageError{fmt.Errorf("--branch %q must not start with '-'", o.branch)}

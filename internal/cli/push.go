@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
@@ -99,9 +98,8 @@ func afterClean(doc report.Doc) report.Doc {
 // daemon labels with each repo's configured name; a one-shot run has none.)
 func repoLabel(repo, password string) string {
 	s := strings.TrimSpace(repo)
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
-		u.User = nil
-		s = u.String()
+	if u := redact.SplitURL(s); u.Scheme != "" {
+		s = u.WithoutUserinfo()
 	}
 	return redact.New(password).String(s)
 }

@@ -72,3 +72,49 @@ func TestPasswordNeverLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Credentials written into the URL that url.Parse cannot parse (a '^' in the
+// password) or given as the user name (a token) are used, and show nowhere: not
+// in the text or JSON status (its repo is the URL with its user information
+// masked), nor in the cached clone's remote.origin.url.
+func TestURLCredentialsNeverShow(t *testing.T) {
+	t.Parallel()
+	r := newLockRepo(t, "main")
+	for _, c := range []struct {
+		name, user, pass, userinfo string
+		secrets                    []string
+	}{
+		{"caret in the password", "bot", "pa^ssword123", "bot:pa^ssword123", []string{"pa^ssword123"}},
+		{"token as the user name", "ghp_SECRETTOKEN123456", "", "ghp_SECRETTOKEN123456", []string{"ghp_SECRETTOKEN123456"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := testenv.GitHTTP(t, r.root, c.user, c.pass)
+			inURL := strings.Replace(srv.URL, "http://", "http://"+c.userinfo+"@", 1) + "locks.git"
+			shown := strings.Replace(srv.URL, "http://", "http://[redacted]@", 1) + "locks.git"
+			cache := t.TempDir()
+			text := mustRun(t, nil, "status", "--repo", inURL, "--pools", "aws:1h", "--verbose", "--cache-dir", cache)
+			jsonRun := mustRun(t, nil, "status", "--repo", inURL, "--pools", "aws:1h", "--output", "json", "--cache-dir", cache)
+			if d := decodeStatus(t, jsonRun.stdout); d.Repo != shown {
+				t.Errorf("json repo %q, want %q", d.Repo, shown)
+			}
+			if first, _, _ := strings.Cut(text.stdout, "\n"); !strings.Contains(first, shown) {
+				t.Errorf("text status's first line %q does not name %q", first, shown)
+			}
+			clones, err := filepath.Glob(filepath.Join(cache, "*.git"))
+			if err != nil || len(clones) != 1 {
+				t.Fatalf("cached clones %q %v", clones, err)
+			}
+			origin := strings.TrimSpace(testenv.Git(t, clones[0], "config", "--get", "remote.origin.url"))
+			if origin != srv.URL+"locks.git" {
+				t.Errorf("cached clone's remote.origin.url %q, want %q", origin, srv.URL+"locks.git")
+			}
+			for _, s := range append(c.secrets, c.userinfo+"@") {
+				for _, out := range []string{text.stdout, text.stderr, jsonRun.stdout, jsonRun.stderr} {
+					if strings.Contains(out, s) {
+						t.Errorf("%q shown:\n%s", s, out)
+					}
+				}
+			}
+		})
+	}
+}

@@ -165,21 +165,26 @@ const (
 
 // New validates cfg and returns a Client. It does not touch the network.
 func New(cfg Config) (*Client, error) {
-	u, err := url.Parse(strings.TrimSpace(cfg.URL))
+	// Credentials are looked for the way git looks (a password url.Parse refuses
+	// is still one), and the URL is shown masked: u.Redacted() would show a token
+	// given as the user name.
+	raw := strings.TrimSpace(cfg.URL)
+	shown := redact.URL(raw)
+	if redact.SplitURL(raw).HasUserinfo {
+		return nil, fmt.Errorf("concourse: URL %q: must not contain credentials", shown)
+	}
+	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, errors.New("concourse: invalid URL")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("concourse: URL %q: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("concourse: URL %q: scheme must be http or https", shown)
 	}
 	if u.Host == "" || u.Opaque != "" {
-		return nil, fmt.Errorf("concourse: URL %q: missing host", u.Redacted())
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("concourse: URL %q: must not contain credentials", u.Redacted())
+		return nil, fmt.Errorf("concourse: URL %q: missing host", shown)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("concourse: URL %q: must not have a query or fragment", u.Redacted())
+		return nil, fmt.Errorf("concourse: URL %q: must not have a query or fragment", shown)
 	}
 	if (cfg.Username == "") != (cfg.Password == "") && cfg.Token == "" {
 		return nil, errors.New("concourse: username and password must be given together")

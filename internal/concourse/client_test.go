@@ -96,6 +96,8 @@ func TestNewValidation(t *testing.T) {
 		{Config{URL: "ci.example.com"}, "scheme"},
 		{Config{URL: "https://"}, "host"},
 		{Config{URL: "https://u:canarypw@ci.example.com"}, "credentials"},
+		{Config{URL: "https://u:canarypw^x@ci.example.com"}, "credentials"},
+		{Config{URL: "https://canarypw-token-1234@ci.example.com"}, "credentials"},
 		{Config{URL: "https://ci.example.com", CACertPEM: []byte("not a pem")}, "PEM"},
 		{Config{URL: "https://ci.example.com", Username: "alice"}, "together"},
 	} {

@@ -14,12 +14,13 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
-// askpass answers git's username prompt from the environment and its password
-// prompt from the in-memory file the environment names: the password is in no
-// process argument and no environment. Any other prompt gets nothing.
+// askpass answers git's username and password prompts from the in-memory files
+// the environment names: neither is in a process argument or environment (the
+// user name may be a token). An empty file is an empty answer. Any other prompt
+// gets nothing.
 const askpass = `#!/bin/sh
 case "$1" in
-"Username for "*) printf '%s\n' "$POOLBOY_GIT_USERNAME" ;;
+"Username for "*) cat "$POOLBOY_GIT_USERNAME_FILE" ;;
 "Password for "*) cat "$POOLBOY_GIT_PASSWORD_FILE" ;;
 *) exit 1 ;;
 esac
@@ -145,6 +146,10 @@ func (r *Repo) prepareAuth() error {
 	// The stall bound comes first, so the pool resource's git_config can change it.
 	config := append(lowSpeed(), r.opts.GitConfig...)
 	if a.Username != "" || a.Password != "" {
+		user, err := secret("username", []byte(a.Username))
+		if err != nil {
+			return err
+		}
 		pass, err := secret("password", []byte(a.Password))
 		if err != nil {
 			return err
@@ -153,7 +158,7 @@ func (r *Repo) prepareAuth() error {
 		if err != nil {
 			return err
 		}
-		r.env = append(r.env, "GIT_ASKPASS="+ask, "POOLBOY_GIT_USERNAME="+a.Username, "POOLBOY_GIT_PASSWORD_FILE="+pass)
+		r.env = append(r.env, "GIT_ASKPASS="+ask, "POOLBOY_GIT_USERNAME_FILE="+user, "POOLBOY_GIT_PASSWORD_FILE="+pass)
 		// A credential helper from the user's config would store our password.
 		config = append(config, ConfigEntry{"credential.helper", ""})
 	}

@@ -3,7 +3,7 @@
 // fast-forward only. It shells out to the git CLI, so every transport git knows
 // (local path, file://, git://, ssh, http(s)) works the way the user's git does.
 //
-// Secrets never reach a process argument or environment: an SSH key, an HTTP
+// Secrets never reach a process argument or environment: an SSH key, an HTTP user name and
 // password, a key passphrase and git settings go to in-memory files (on Linux;
 // 0600 files elsewhere) that ssh, the askpass scripts and git read, and every
 // error and log line is passed through Redact.
@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +104,7 @@ type Options struct {
 // Repo is a bare local clone of one branch. refs/heads/<branch> mirrors the remote.
 type Repo struct {
 	opts    Options
+	display string // the URL as given, its user information masked
 	dir     string
 	branch  string
 	env     []string
@@ -120,7 +120,7 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		return nil, errors.New("no repository given (--repo or POOL_REPO)")
 	}
 	if strings.HasPrefix(opts.URL, "-") {
-		return nil, fmt.Errorf("repository %q must not start with '-'", opts.URL)
+		return nil, fmt.Errorf("repository %q must not start with '-'", redact.URL(opts.URL))
 	}
 	if strings.HasPrefix(opts.Branch, "-") {
 		return nil, fmt.Errorf("branch %q must not start with '-'", opts.Branch)
@@ -128,10 +128,12 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	raw := opts.URL
 	if err := passwordOnCommandLine(opts.URL); err != nil {
 		return nil, err
 	}
-	opts = moveURLPassword(opts)
+	display := redact.URL(opts.URL)
+	opts = moveURLCredentials(opts)
 	if opts.CacheDir != "" {
 		// git runs in the clone, so a relative cache dir (a Concourse task's
 		// `caches:`) must be resolved against our working directory first.
@@ -141,8 +143,8 @@ func Open(ctx context.Context, opts Options) (*Repo, error) {
 		}
 		opts.CacheDir = abs
 	}
-	r := &Repo{opts: opts, log: opts.Logger}
-	secrets := secretsOf(opts.URL, opts.HTTPSProxy, opts.Auth)
+	r := &Repo{opts: opts, display: display, log: opts.Logger}
+	secrets := secretsOf(raw, opts.HTTPSProxy, opts.Auth)
 	r.red = redact.New(secrets...)
 	Conceal(secrets...)
 	if err := r.prepareAuth(); err != nil {
@@ -171,8 +173,9 @@ func (r *Repo) Dir() string { return r.dir }
 // Branch is the branch being mirrored (the remote's default when none was asked for).
 func (r *Repo) Branch() string { return r.branch }
 
-// URL is the remote, with any password removed, for logs and reports.
-func (r *Repo) URL() string { return r.Redact(r.opts.URL) }
+// URL is the remote for logs and reports: any user information (a password, a
+// token given as the user name) masked, and any other secret removed.
+func (r *Repo) URL() string { return r.Redact(r.display) }
 
 func (r *Repo) ref() string { return "refs/heads/" + r.branch }
 
@@ -547,7 +550,7 @@ func childEnv() []string {
 	for _, kv := range os.Environ() {
 		name, value, _ := strings.Cut(kv, "=")
 		switch name {
-		case "POOL_REPO_PASSWORD", "POOL_REPO_SSH_PRIVATE_KEY", "POOL_REPO_SSH_PRIVATE_KEY_PASSPHRASE", "CONCOURSE_PASSWORD", "CONCOURSE_TOKEN",
+		case "POOL_REPO", "POOL_REPO_PASSWORD", "POOL_REPO_SSH_PRIVATE_KEY", "POOL_REPO_SSH_PRIVATE_KEY_PASSPHRASE", "CONCOURSE_PASSWORD", "CONCOURSE_TOKEN",
 			"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "LC_ALL", "LANG", "LANGUAGE",
 			"GIT_CONFIG_COUNT", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE":
 			continue
@@ -684,56 +687,44 @@ func (r *Repo) clone(ctx context.Context, dir string) error {
 	return err
 }
 
-// moveURLPassword takes a password written into an http(s) URL out of it and gives
-// it to git through askpass like any other, so that it reaches neither a process
-// argument nor the clone's config. (The caller's own password, if any, wins.)
-func moveURLPassword(opts Options) Options {
-	u, err := url.Parse(opts.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User == nil {
+// moveURLCredentials takes the user information out of an http(s) URL and gives it
+// to git through askpass like any other credential, so that it reaches neither a
+// process argument nor the clone's config: a password, and a lone user name too
+// (a token is often given as the user name). The URL is rebuilt by cutting the
+// user information out of the text, so the rest stays exactly as git reads it.
+// The caller's own password, if any, wins; the URL's user name is the one git used.
+func moveURLCredentials(opts Options) Options {
+	u := redact.SplitURL(opts.URL)
+	if !u.HTTP() || !u.HasUserinfo {
 		return opts
 	}
-	pw, ok := u.User.Password()
-	if !ok {
-		return opts
-	}
+	user, pw, _ := u.User()
 	if opts.Auth.Password == "" {
 		opts.Auth.Password = pw
 	}
-	if opts.Auth.Username == "" {
-		opts.Auth.Username = u.User.Username()
+	if user != "" {
+		opts.Auth.Username = user
 	}
-	u.User = url.User(u.User.Username())
-	opts.URL = u.String()
+	opts.URL = u.WithoutUserinfo()
 	return opts
 }
 
 // passwordOnCommandLine refuses a URL whose password only a command line could
 // carry: git passes ssh:// and scp-like URLs to ssh as arguments (ssh takes no
 // password from them anyway), and git://, file:// and local paths have no use for
-// one. Only http(s) passwords can be moved out of the URL (moveURLPassword).
+// one. Only http(s) credentials can be moved out of the URL (moveURLCredentials).
 func passwordOnCommandLine(raw string) error {
 	const why = "a password in a %s URL would reach a command line: use an SSH key, or an https URL with --password/POOL_REPO_PASSWORD"
-	if u, err := url.Parse(raw); err == nil && strings.Contains(raw, "://") {
-		if _, ok := u.User.Password(); ok && u.Scheme != "http" && u.Scheme != "https" {
-			return fmt.Errorf(why, u.Scheme+"://")
-		}
+	u := redact.SplitURL(raw)
+	if _, _, ok := u.User(); !ok || u.HTTP() {
 		return nil
 	}
-	// scp-like user:password@host:path: a colon before the @, and the host's after it.
-	if at := strings.Index(raw, "@"); at > 0 && !isLocalPath(raw) && strings.Contains(raw[:at], ":") &&
-		strings.Contains(raw[at:], ":") {
+	if u.Scheme == "" {
 		return fmt.Errorf(why, "user@host:path")
 	}
-	return nil
+	return fmt.Errorf(why, u.Scheme+"://")
 }
 
 // isLocalPath tells a path on this machine from a URL, the way git does: anything
 // with "://" is a URL, and "host:path" (a colon before any slash) is scp-like SSH.
-func isLocalPath(u string) bool {
-	if strings.Contains(u, "://") {
-		return false
-	}
-	colon := strings.Index(u, ":")
-	slash := strings.Index(u, "/")
-	return colon < 0 || (slash >= 0 && slash < colon)
-}
+func isLocalPath(u string) bool { return redact.SplitURL(u).Local }

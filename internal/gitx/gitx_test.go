@@ -258,18 +258,40 @@ func TestErrorsAreOneLineAndNameTheProblem(t *testing.T) {
 	}
 }
 
-// spyGit puts a git on PATH that records its arguments and environment names, then
-// runs the real git: what every process poolboy starts was given.
+// spyGit puts a git on PATH, and git-remote-http(s) in a copy of git's exec path,
+// that record their arguments in argsLog and their environment in argsLog+".env",
+// then run the real ones: what every process poolboy starts, and git's remote
+// helpers, were given.
 func spyGit(t *testing.T) (argsLog string) {
 	t.Helper()
 	real := testenv.RequireCommand(t, "git")
 	bin := t.TempDir()
 	argsLog = filepath.Join(bin, "args.log")
-	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + argsLog + "\nexec " + real + " \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(script), 0o755); err != nil {
+	spy := func(name, real string) string {
+		return "#!/bin/sh\nprintf '%s\\n' \"" + name + " $*\" >> " + argsLog + "\nenv >> " + argsLog + ".env\nexec " + real + " \"$@\"\n"
+	}
+	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(spy("git", real)), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	realExec := strings.TrimSpace(testenv.Git(t, "", "--exec-path"))
+	entries, err := os.ReadDir(realExec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	execDir := t.TempDir()
+	for _, e := range entries {
+		from, to := filepath.Join(realExec, e.Name()), filepath.Join(execDir, e.Name())
+		if e.Name() == "git-remote-http" || e.Name() == "git-remote-https" {
+			err = os.WriteFile(to, []byte(spy(e.Name(), from)), 0o755)
+		} else {
+			err = os.Symlink(from, to)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("GIT_EXEC_PATH", execDir)
 	return argsLog
 }
 

@@ -165,7 +165,9 @@ func CheckGateway(raw string) error {
 	return err
 }
 
-// parseGateway splits the user information off the gateway URL.
+// parseGateway splits the user information off the gateway URL, the way git
+// splits a repository URL (redact.SplitURL), so a password url.Parse would refuse
+// still works and never reaches url's errors.
 func parseGateway(raw string) (base string, user *url.Userinfo, pass string, err error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
@@ -174,10 +176,10 @@ func parseGateway(raw string) (base string, user *url.Userinfo, pass string, err
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw // as push.New does
 	}
-	u, err := url.Parse(raw)
+	split := redact.SplitURL(raw)
+	u, err := url.Parse(split.WithoutUserinfo())
 	if err != nil {
-		// url's error quotes the whole URL, password included.
-		return "", nil, "", errors.New("metrics: invalid push gateway URL")
+		return "", nil, "", fmt.Errorf("metrics: invalid push gateway URL %s", split.Masked())
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return "", nil, "", fmt.Errorf("metrics: push gateway URL scheme %q is not http or https", u.Scheme)
@@ -185,9 +187,11 @@ func parseGateway(raw string) (base string, user *url.Userinfo, pass string, err
 	if u.Host == "" {
 		return "", nil, "", errors.New("metrics: push gateway URL has no host")
 	}
-	user = u.User
-	pass, _ = user.Password()
-	u.User = nil
+	if split.HasUserinfo {
+		var name string
+		name, pass, _ = split.User()
+		user = url.UserPassword(name, pass)
+	}
 	u.RawQuery, u.Fragment = "", ""
 	return strings.TrimSuffix(u.String(), "/"), user, pass, nil
 }

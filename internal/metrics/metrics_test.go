@@ -363,6 +363,8 @@ func TestParseGateway(t *testing.T) {
 		{"127.0.0.1:9091/", "http://127.0.0.1:9091", "", ""},
 		{"https://bot:p%40ss@pgw.example.com/prefix/", "https://pgw.example.com/prefix", "bot", "p@ss"},
 		{"https://token@pgw.example.com", "https://pgw.example.com", "token", ""},
+		{"https://bot:pa^ss{1}@pgw.example.com:9091", "https://pgw.example.com:9091", "bot", "pa^ss{1}"}, // url.Parse refuses the password, git-like splitting does not
+		{"http://bot:50%zzoff@127.0.0.1:9091", "http://127.0.0.1:9091", "bot", "50%zzoff"},
 	} {
 		base, user, pass, err := parseGateway(c.in)
 		if err != nil {

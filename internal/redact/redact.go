@@ -144,19 +144,6 @@ func Truncate(s string, max int) string {
 	return s[:cut] + "…"
 }
 
-// URLPasswords lists the passwords written into URLs ("scheme://user:password@host").
-func URLPasswords(urls ...string) []string {
-	var list []string
-	for _, raw := range urls {
-		if u, err := url.Parse(raw); err == nil {
-			if pw, ok := u.User.Password(); ok && pw != "" {
-				list = append(list, pw)
-			}
-		}
-	}
-	return list
-}
-
 // KeyLines lists the lines of a PEM private key that are secret: every line but
 // the armour, and only lines long enough to be key material.
 func KeyLines(key string) []string {

@@ -139,10 +139,44 @@ func TestHoldsLong(t *testing.T) {
 	}
 }
 
+// URLPasswords finds passwords url.Parse refuses ('^', '{', '%' without two hex
+// digits), an http(s) token given as the user name, and not a short user name.
 func TestURLPasswords(t *testing.T) {
-	got := URLPasswords("https://u:p%40ss@host/x", "https://u@host", "ssh://git@host/x", "", "not a url", "http://:only-pw@h")
-	want := []string{"p@ss", "only-pw"}
+	got := URLPasswords("https://u:p%40ss@host/x", "https://u@host", "ssh://git@host/x", "", "not a url", "http://:only-pw@h",
+		"http://bot:pa^ssword123@127.0.0.1/locks.git", "https://bot:50%zzoff@h:1/x", "https://b:a{b}@h", "https://ghp_SECRETTOKEN123456@h/x",
+		"ssh://ghp_NOTANHTTPUSER12@h/x", "u:scp-pw@h:path")
+	want := []string{"p@ss", "p%40ss", "only-pw", "pa^ssword123", "50%zzoff", "a{b}", "ghp_SECRETTOKEN123456", "scp-pw"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// SplitURL finds the user information the way git does, where url.Parse gives up.
+func TestSplitURL(t *testing.T) {
+	for _, c := range []struct {
+		raw, userinfo, user, password string
+		hasPassword, local            bool
+		without, masked               string
+	}{
+		{"http://bot:pa^ssword123@127.0.0.1/locks.git", "bot:pa^ssword123", "bot", "pa^ssword123", true, false, "http://127.0.0.1/locks.git", "http://[redacted]@127.0.0.1/locks.git"},
+		{"https://bot:50%zz%41@h:18081/x", "bot:50%zz%41", "bot", "50%zzA", true, false, "https://h:18081/x", "https://[redacted]@h:18081/x"},
+		{"https://a@b:c@d@h/p@q", "a@b:c@d", "a@b", "c@d", true, false, "https://h/p@q", "https://[redacted]@h/p@q"},
+		{"https://ghp_TOKEN12345678@h/x", "ghp_TOKEN12345678", "ghp_TOKEN12345678", "", false, false, "https://h/x", "https://[redacted]@h/x"},
+		{"https://h/x", "", "", "", false, false, "https://h/x", "https://h/x"},
+		{"ssh://git@h:22/x", "git", "git", "", false, false, "ssh://h:22/x", "ssh://git@h:22/x"},
+		{"ssh://bot:pw@h/x", "bot:pw", "bot", "pw", true, false, "ssh://h/x", "ssh://[redacted]@h/x"},
+		{"git@h:acme/x.git", "git", "git", "", false, false, "h:acme/x.git", "git@h:acme/x.git"},
+		{"git@h:team@x/l.git", "git", "git", "", false, false, "h:team@x/l.git", "git@h:team@x/l.git"},
+		{"bot:pw@h:acme/x.git", "bot:pw", "bot", "pw", true, false, "h:acme/x.git", "[redacted]@h:acme/x.git"},
+		{"file:///srv/x", "", "", "", false, false, "file:///srv/x", "file:///srv/x"},
+		{"/srv/l@cks:x", "", "", "", false, true, "/srv/l@cks:x", "/srv/l@cks:x"},
+		{"locks", "", "", "", false, true, "locks", "locks"},
+	} {
+		u := SplitURL(c.raw)
+		user, pw, hasPW := u.User()
+		if u.Userinfo != c.userinfo || user != c.user || pw != c.password || hasPW != c.hasPassword || u.Local != c.local ||
+			u.WithoutUserinfo() != c.without || u.Masked() != c.masked || URL(c.raw) != c.masked {
+			t.Errorf("%s: userinfo %q user %q password %q (%v) local %v, without %q, masked %q", c.raw, u.Userinfo, user, pw, hasPW, u.Local, u.WithoutUserinfo(), u.Masked())
+		}
 	}
 }

@@ -3,11 +3,11 @@ package resource
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/metrics"
 	"github.com/poolboy-ci/poolboy/internal/pool"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // metricsOps are the fork's operation label values.
@@ -43,10 +43,6 @@ func (o *outRun) pushMetrics(ctx context.Context, start time.Time, ans *answer) 
 	pctx, cancel := context.WithTimeout(ctx, metricsTimeout)
 	defer cancel()
 	if err := metrics.Push(pctx, gateway, m); err != nil {
-		where := "the push gateway"
-		if u, perr := url.Parse(gateway); perr == nil {
-			where = u.Redacted()
-		}
-		fmt.Fprintf(o.log, "warning: could not push metrics to %s: %v\n", where, err)
+		fmt.Fprintf(o.log, "warning: could not push metrics to %s: %v\n", redact.URL(gateway), err)
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -35,6 +34,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/policy"
+	"github.com/poolboy-ci/poolboy/internal/redact"
 )
 
 // Defaults of the config file.
@@ -387,8 +387,10 @@ func (l *loader) repo(path string, rr rawRepo) (Repo, error) {
 		return r, l.errf(path, "repo %q: missing uri", rr.Name)
 	case strings.HasPrefix(rr.URI, "-"):
 		return r, l.errf(path+".uri", "%q must not start with '-'", rr.URI)
-	case hasURLPassword(rr.URI):
+	case uriPassword(rr.URI):
 		return r, l.errf(path+".uri", "secrets are never written in the config: take the password out of the uri and give password_env or password_file")
+	case uriHTTPUser(rr.URI):
+		return r, l.errf(path+".uri", "secrets are never written in the config: take the user name (it may be a token) out of the uri and give username, and password_env or password_file")
 	case strings.HasPrefix(rr.Branch, "-"):
 		return r, l.errf(path+".branch", "%q must not start with '-'", rr.Branch)
 	}
@@ -532,12 +534,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// hasURLPassword says whether uri carries "user:password@".
-func hasURLPassword(uri string) bool {
-	u, err := url.Parse(uri)
-	if err != nil || u.User == nil {
-		return false
-	}
-	_, ok := u.User.Password()
+// uriPassword says whether uri carries "user:password@", found the way git finds it.
+func uriPassword(uri string) bool {
+	_, _, ok := redact.SplitURL(uri).User()
 	return ok
+}
+
+// uriHTTPUser says whether an http(s) uri carries a user name, which may be a token.
+func uriHTTPUser(uri string) bool {
+	u := redact.SplitURL(uri)
+	return u.HTTP() && u.HasUserinfo
 }

@@ -64,6 +64,41 @@ func TestPasswordInURIIsRejected(t *testing.T) {
 	}
 }
 
+// Credentials in a repo's uri are refused however they are written: a password
+// url.Parse cannot parse ('^', '{', '%zz'), with or without a port, and an http(s)
+// user name (it may be a token). An ssh user name is no secret.
+func TestCredentialsInURIAreRefused(t *testing.T) {
+	const (
+		password = "w.yaml:3: repos[0].uri: secrets are never written in the config: take the password out of the uri and give password_env or password_file"
+		user     = "w.yaml:3: repos[0].uri: secrets are never written in the config: take the user name (it may be a token) out of the uri and give username, and password_env or password_file"
+	)
+	for uri, want := range map[string]string{
+		"http://bot:pa^ssword123@127.0.0.1/locks.git":       password,
+		"http://bot:pa^ssword123@127.0.0.1:18081/locks.git": password,
+		"https://bot:50%zzoff@git.example.com/l.git":        password,
+		"https://bot:a{b}@git.example.com/l.git":            password,
+		"ssh://bot:pa^ss@git.example.com:22/l.git":          password,
+		"bot:pa^ss@git.example.com:acme/l.git":              password,
+		"https://ghp_SECRETTOKEN123456@git.example.com/l":   user,
+		"https://bot@git.example.com/l.git":                 user,
+		"git@github.com:acme/locks.git":                     "",
+		"ssh://git@github.com/acme/locks.git":               "",
+		"https://git.example.com/l.git":                     "",
+	} {
+		y := "repos:\n  - name: a\n    uri: '" + uri + "'\n"
+		_, err := Parse("w.yaml", []byte(y), fakeEnv(nil))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s refused: %v", uri, err)
+		case want != "" && (err == nil || err.Error() != want):
+			t.Errorf("%s: %v, want %q", uri, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pa^ss") {
+			t.Errorf("%s: the error holds the password: %v", uri, err)
+		}
+	}
+}
+
 // "On SIGTERM/SIGINT no new cycle starts": worker.run selects between ctx.Done()
 // and timer.C/trigger at random when both are ready, so a cancelled context still
 // starts a cycle about half the time (and that cycle then gets ShutdownGrace).
