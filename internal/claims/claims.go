@@ -674,8 +674,8 @@ var errFormat = errors.New("git log: unexpected output")
 // the traced paths (those in index) the commit added, and stops when visit says so.
 func parse(r io.Reader, index map[string]int, newSet func() set, visit func(*record) bool) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	sc.Split(splitNUL)
+	sc.Buffer(make([]byte, 0, 64<<10), maxToken)
+	sc.Split((&nulSplitter{}).split)
 	var cur *record
 	flush := func() bool {
 		if cur == nil {
@@ -720,11 +720,35 @@ func parse(r io.Reader, index map[string]int, newSet func() set, visit func(*rec
 	return nil
 }
 
-func splitNUL(data []byte, atEOF bool) (int, []byte, error) {
-	if i := bytes.IndexByte(data, 0); i >= 0 {
+// maxToken bounds one token of git log's output. No path poolboy traces comes near
+// it (a pool and a lock name, each at most 255 bytes).
+const maxToken = 1 << 20
+
+// overlong stands for a token longer than maxToken: no traced path, no status, no
+// commit (a control character, which no traced path holds).
+var overlong = []byte("\x02")
+
+// nulSplitter splits git's -z output at NUL bytes. A token longer than maxToken (a
+// crafted commit adding a file with a megabyte of name) is dropped and stands as
+// overlong, so that one bad commit does not stop the walk of a whole repository.
+type nulSplitter struct{ skipping bool }
+
+func (s *nulSplitter) split(data []byte, atEOF bool) (int, []byte, error) {
+	i := bytes.IndexByte(data, 0)
+	switch {
+	case i >= 0 && s.skipping:
+		s.skipping = false
+		return i + 1, overlong, nil
+	case i >= 0:
 		return i + 1, data[:i], nil
-	}
-	if atEOF && len(data) > 0 {
+	case s.skipping || len(data) >= maxToken:
+		if atEOF {
+			s.skipping = false
+			return len(data), overlong, nil
+		}
+		s.skipping = true
+		return len(data), nil, nil
+	case atEOF && len(data) > 0:
 		return len(data), data, nil
 	}
 	return 0, nil, nil

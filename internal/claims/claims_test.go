@@ -766,3 +766,25 @@ func testenvRun(h *history, args ...string) (string, string, error) {
 	err := cmd.Run()
 	return out.String(), errOut.String(), err
 }
+
+// A commit that added (and one that removed) a file with a name longer than any
+// token git log may give (a crafted commit: git's plumbing takes any length) is
+// walked past: it stopped every walk of the repository with "a status without a
+// path" (found by a review). The walk reads on and finds the claim behind it.
+func TestParseWalksPastAHugeName(t *testing.T) {
+	huge := strings.Repeat("h", maxToken+maxToken/10)
+	for _, tail := range []string{"\x00", ""} { // the huge name last, with and without its NUL
+		log := "\x01c3 c2\x00\nD\x00aws/claimed/" + huge + "\x00" +
+			"\x01c2 c1\x00\nA\x00aws/claimed/env-1\x00A\x00aws/claimed/" + huge + tail
+		var seen []string
+		var added bool
+		err := parse(strings.NewReader(log), map[string]int{"aws/claimed/env-1": 0}, func() set { return make(set, 1) }, func(r *record) bool {
+			seen = append(seen, r.commit)
+			added = added || (r.commit == "c2" && r.added.has(0))
+			return false
+		})
+		if err != nil || !slices.Equal(seen, []string{"c3", "c2"}) || !added {
+			t.Errorf("tail %q: commits %v, env-1 added by c2: %v, err %v", tail, seen, added, err)
+		}
+	}
+}
