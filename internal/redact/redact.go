@@ -79,30 +79,20 @@ func (r *Redactor) String(s string) string {
 
 // Holds says whether s contains one of the secrets, by String's rules: a short
 // secret only as a word of its own. (URL passwords it was not given do not count.)
-func (r *Redactor) Holds(s string) bool {
-	if r == nil {
-		return false
-	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, secret := range r.secrets {
-		if len(secret) >= MinLen && strings.Contains(s, secret) || len(secret) < MinLen && replaceWord(s, secret) != s {
-			return true
-		}
-	}
-	return false
-}
+func (r *Redactor) Holds(s string) bool { return r.holds(s, false) }
 
 // HoldsLong says whether s contains one of the secrets of MinLen or more: the
 // matches that cannot be a coincidence of a short word.
-func (r *Redactor) HoldsLong(s string) bool {
+func (r *Redactor) HoldsLong(s string) bool { return r.holds(s, true) }
+
+func (r *Redactor) holds(s string, longOnly bool) bool {
 	if r == nil {
 		return false
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for _, secret := range r.secrets {
-		if len(secret) >= MinLen && strings.Contains(s, secret) {
+		if len(secret) >= MinLen && strings.Contains(s, secret) || !longOnly && len(secret) < MinLen && replaceWord(s, secret) != s {
 			return true
 		}
 	}
