@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/pool"
 )
 
 // Claim is the commit that put a lock into claimed/.
@@ -635,7 +636,8 @@ func parseCommit(id string, raw []byte) Claim {
 		if err != nil {
 			break
 		}
-		c.Time, found = time.Unix(secs, 0).UTC(), true
+		c.Time = commitTime(secs)
+		found = !c.Time.IsZero()
 	}
 	if !found {
 		// A hand-made commit can say anything; its claim then has no age (the zero
@@ -647,6 +649,17 @@ func parseCommit(id string, raw []byte) Claim {
 	}
 	c.Message = string(bytes.TrimRight(msg, "\n"))
 	return c
+}
+
+// commitTime is a committer time in Unix seconds, or the zero time (no readable
+// date) for one outside the years 0 to 9999: git accepts a commit dated year
+// 10000, which no JSON document can hold.
+func commitTime(secs int64) time.Time {
+	t := time.Unix(secs, 0).UTC()
+	if !pool.TimeInRange(t) {
+		return time.Time{}
+	}
+	return t
 }
 
 // oneLine keeps git's answers to one line in errors.

@@ -788,3 +788,29 @@ func TestParseWalksPastAHugeName(t *testing.T) {
 		}
 	}
 }
+
+// A committer time outside the years 0 to 9999 (git accepts "@253402400800 +0000",
+// year 10000) is no readable date: the claim has no age, and nothing writes the
+// time into JSON. An index written before this rule reads it the same way.
+func TestACommitTimeOutOfRangeIsNoReadableDate(t *testing.T) {
+	for _, secs := range []int64{253402400800, -62167219201, 1 << 62} {
+		raw := fmt.Sprintf("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\ncommitter t <t@e> %d +0000\n\nclaiming: env-1\n", secs)
+		if c := parseCommit("c0ffee", []byte(raw)); !c.Time.IsZero() {
+			t.Errorf("committer time %d read as %s, want no readable date", secs, c.Time)
+		}
+	}
+	if c := parseCommit("c0ffee", []byte("committer t <t@e> 253402300799 +0000\n\nx\n")); c.Time.Year() != 9999 {
+		t.Errorf("the last second of 9999 read as %s", c.Time)
+	}
+	file := filepath.Join(t.TempDir(), IndexFile)
+	head := strings.Repeat("a", 40)
+	data := fmt.Sprintf(`{"version":%d,"head":%q,"paths":{"aws/claimed/env-1":[{"commit":%q,"time":253402400800,"message":"claiming: env-1"}]}}`,
+		indexVersion, head, head)
+	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	x := OpenIndex(file)
+	if cs := x.ans["aws/claimed/env-1"]; x.at != head || len(cs) != 1 || !cs[0].Time.IsZero() {
+		t.Errorf("index read as %s %+v, want its claim with no readable date", x.at, cs)
+	}
+}

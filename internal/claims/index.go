@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 )
 
 // IndexFile is the name of the index's file, kept in the cached clone's directory:
@@ -63,7 +62,7 @@ func OpenIndex(file string) *Index {
 			}
 			c := Claim{Commit: e.Commit, Message: e.Message}
 			if e.Time != nil {
-				c.Time = time.Unix(*e.Time, 0).UTC()
+				c.Time = commitTime(*e.Time)
 			}
 			cs = append(cs, c)
 		}

@@ -81,7 +81,8 @@ func (s *Set) File(poolName, lock string) bool {
 }
 
 // Read returns the holds at commit. A file this version cannot read (another
-// format version, malformed, misnamed) holds nothing.
+// format version, malformed, misnamed, a time outside the years 0 to 9999 UTC)
+// holds nothing.
 func Read(ctx context.Context, git Git, commit string) (*Set, error) {
 	// --long gives each blob's size: a file too large to be a hold is never read.
 	out, err := git.Output(ctx, "ls-tree", "-r", "-z", "--long", "--full-tree", commit, "--", Root+"/")
@@ -119,7 +120,7 @@ func Read(ctx context.Context, git Git, commit string) (*Set, error) {
 	for i, d := range data {
 		var h Hold
 		if json.Unmarshal(d, &h) != nil || h.V != Version || h.Pool != keys[i][0] || h.Lock != keys[i][1] ||
-			h.Claim == "" || h.Until.IsZero() {
+			h.Claim == "" || h.Until.IsZero() || !pool.TimeInRange(h.Since) || !pool.TimeInRange(h.Until) {
 			continue
 		}
 		s.holds[keys[i]] = h

@@ -38,8 +38,8 @@ func TestParseTarget(t *testing.T) {
 }
 
 // Read takes the holds it can read and ignores the rest: another version, a file
-// whose content names another lock, a misnamed file, malformed JSON. Each file
-// still counts as the lock's hold file.
+// whose content names another lock, a misnamed file, malformed JSON, a time
+// outside the years 0 to 9999 (UTC). Each file still counts as the lock's hold file.
 func TestReadIgnoresWhatItCannotRead(t *testing.T) {
 	testenv.RequireCommand(t, "git")
 	dir := filepath.Join(t.TempDir(), "locks.git")
@@ -58,6 +58,9 @@ func TestReadIgnoresWhatItCannotRead(t *testing.T) {
 		holds.Path("aws", "env-4"):    []byte("not json"),
 		holds.Root + "/aws/env-5.txt": good.Encode(),
 		holds.Path("aws", "env-6"):    append(good.Encode(), bytes.Repeat([]byte(" "), 1<<20)...), // too large to read
+		// RFC 3339 times that leave the years 0 to 9999 in UTC, which no JSON can write.
+		holds.Path("aws", "env-7"): []byte(`{"v": 1, "pool": "aws", "lock": "env-7", "claim_commit": "abc", "since": "2026-01-01T00:00:00Z", "until": "9999-12-31T23:59:59-23:59"}`),
+		holds.Path("aws", "env-8"): []byte(`{"v": 1, "pool": "aws", "lock": "env-8", "claim_commit": "abc", "since": "0000-01-01T00:00:00+01:00", "until": "2999-01-01T00:00:00Z"}`),
 	}
 	for path, data := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(c.Dir, path)), 0o755); err != nil {
@@ -90,12 +93,12 @@ func TestReadIgnoresWhatItCannotRead(t *testing.T) {
 	if !set.File("aws", "env-6") {
 		t.Error("env-6's file, too large to read, does not count as a hold file")
 	}
-	for _, lock := range []string{"env-2", "env-3", "env-4", "env-5", "env-6"} {
+	for _, lock := range []string{"env-2", "env-3", "env-4", "env-5", "env-6", "env-7", "env-8"} {
 		if _, ok := set.Of("aws", lock); ok {
 			t.Errorf("%s read as a hold", lock)
 		}
 	}
-	for lock, want := range map[string]bool{"env-1": true, "env-2": true, "env-3": true, "env-4": true, "env-5": false} {
+	for lock, want := range map[string]bool{"env-1": true, "env-2": true, "env-3": true, "env-4": true, "env-5": false, "env-7": true, "env-8": true} {
 		if set.File("aws", lock) != want {
 			t.Errorf("File(%s) = %v, want %v", lock, !want, want)
 		}

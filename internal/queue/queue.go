@@ -195,6 +195,8 @@ func decode(data []byte) (Ticket, error) {
 		return t, fmt.Errorf("wants %d locks; a ticket wants 1 to %d", len(t.Want), MaxWants)
 	case t.Expires.IsZero() || t.Enqueued.IsZero():
 		return t, fmt.Errorf("no enqueue or expiry time")
+	case !pool.TimeInRange(t.Enqueued) || !pool.TimeInRange(t.Expires):
+		return t, fmt.Errorf("enqueue or expiry time outside the years 0 to 9999 (UTC)")
 	case t.Priority > MaxPriority || t.Priority < -MaxPriority:
 		return t, fmt.Errorf("priority %d is beyond ±%d", t.Priority, MaxPriority)
 	}

@@ -163,6 +163,9 @@ func TestReadTicketsFromACommit(t *testing.T) {
 		"aws/claimed/.gitkeep":          "",
 		Dir("aws a") + "/x.json":        "{}",
 		Dir("aws") + "/sub/nested.json": "{}",
+		// RFC 3339 times that leave the years 0 to 9999 in UTC, which no JSON can write.
+		Path("aws", "late"):  `{"v":1,"id":"late","seq":2,"enqueued":"2026-01-01T00:00:00Z","expires":"9999-12-31T23:59:59-23:59","want":[{"acquire":true}]}`,
+		Path("aws", "early"): `{"v":1,"id":"early","seq":3,"enqueued":"0000-01-01T00:00:00+01:00","expires":"2999-01-01T00:00:00Z","want":[{"acquire":true}]}`,
 	}
 	for p, content := range files {
 		full := filepath.Join(dir, filepath.FromSlash(p))
@@ -197,13 +200,14 @@ func TestReadTicketsFromACommit(t *testing.T) {
 	}
 	got := strings.Join(why, "\n")
 	for _, want := range []string{"zzz.json: format version 2", `mismatch.json: id "other" does not match`, "notes.txt: not named ID.json", "sub: not a regular file",
-		"loud.json: priority 1000001 is beyond ±1000000", "huge.json: larger than 65536 bytes"} {
+		"loud.json: priority 1000001 is beyond ±1000000", "huge.json: larger than 65536 bytes",
+		"late.json: enqueue or expiry time outside the years 0 to 9999 (UTC)", "early.json: enqueue or expiry time outside the years 0 to 9999 (UTC)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("unreadable files:\n%s\nwant one with %q", got, want)
 		}
 	}
-	if len(bad) != 6 {
-		t.Errorf("%d unreadable files, want 6:\n%s", len(bad), got)
+	if len(bad) != 8 {
+		t.Errorf("%d unreadable files, want 8:\n%s", len(bad), got)
 	}
 }
 

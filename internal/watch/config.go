@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -45,6 +46,9 @@ const (
 	// Concourse that stops answering fails the cycle instead of stopping the
 	// repository's cycles for good.
 	DefaultCycleTimeout = 5 * time.Minute
+	// MinDuration is the least interval and cycle_timeout: below it a cycle could
+	// not even fetch, and the daemon would spin.
+	MinDuration = time.Second
 )
 
 // Config is a loaded, validated config file with its secrets resolved.
@@ -299,17 +303,25 @@ func (l *loader) parse(data []byte) (*Config, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, l.yamlError(err)
 	}
+	// Whatever followed a second "---" would be ignored, a read_token_env there
+	// too: the page would be served without the token the operator set.
+	var more yaml.Node
+	if err := dec.Decode(&more); err == nil {
+		return nil, &ConfigError{File: l.file, Line: more.Line, Msg: "a second YAML document: the config is one document"}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, l.yamlError(err)
+	}
 
 	cfg := &Config{File: l.file, Listen: raw.Listen, Interval: DefaultInterval, CycleTimeout: DefaultCycleTimeout, CacheDir: raw.CacheDir}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
-	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
-		return nil, l.errf("listen", "%q is not host:port (e.g. %s)", cfg.Listen, DefaultListen)
+	if err := hostPort(cfg.Listen); err != nil {
+		return nil, l.errf("listen", "%q is not host:port (e.g. %s): %v", cfg.Listen, DefaultListen, err)
 	}
 	if cfg.WebhookListen = raw.WebhookListen; cfg.WebhookListen != "" {
-		if _, _, err := net.SplitHostPort(cfg.WebhookListen); err != nil {
-			return nil, l.errf("webhook_listen", "%q is not host:port (e.g. 0.0.0.0:9091)", cfg.WebhookListen)
+		if err := hostPort(cfg.WebhookListen); err != nil {
+			return nil, l.errf("webhook_listen", "%q is not host:port (e.g. 0.0.0.0:9091): %v", cfg.WebhookListen, err)
 		}
 		if cfg.WebhookListen == cfg.Listen {
 			return nil, l.errf("webhook_listen", "%q is listen's address too: give the webhooks an address of their own, or leave webhook_listen out", cfg.WebhookListen)
@@ -320,12 +332,18 @@ func (l *loader) parse(data []byte) (*Config, error) {
 		if err != nil || d <= 0 {
 			return nil, l.errf("interval", "%q is not a positive duration like 30s or 1m", raw.Interval)
 		}
+		if d < MinDuration {
+			return nil, l.errf("interval", "%q is less than the minimum of %s", raw.Interval, MinDuration)
+		}
 		cfg.Interval = d
 	}
 	if raw.CycleTimeout != "" {
 		d, err := time.ParseDuration(raw.CycleTimeout)
 		if err != nil || d <= 0 {
 			return nil, l.errf("cycle_timeout", "%q is not a positive duration like 5m", raw.CycleTimeout)
+		}
+		if d < MinDuration {
+			return nil, l.errf("cycle_timeout", "%q is less than the minimum of %s", raw.CycleTimeout, MinDuration)
 		}
 		cfg.CycleTimeout = d
 	}
@@ -361,6 +379,7 @@ func (l *loader) parse(data []byte) (*Config, error) {
 		return nil, l.errf("repos", "no repos: give at least one (name, uri, pools)")
 	}
 	names := map[string]int{}
+	branches := map[[2]string]int{} // (uri without user info, branch) -> its repo
 	for i, rr := range raw.Repos {
 		r, err := l.repo(fmt.Sprintf("repos[%d]", i), rr)
 		if err != nil {
@@ -370,10 +389,29 @@ func (l *loader) parse(data []byte) (*Config, error) {
 			return nil, l.errf(fmt.Sprintf("repos[%d].name", i), "repo name %q is already used by repos[%d]", r.Name, first)
 		}
 		names[r.Name] = i
+		// Two workers on one branch would reap it under two sets of timeouts.
+		k := [2]string{redact.SplitURL(r.URI).WithoutUserinfo(), r.Branch}
+		if first, dup := branches[k]; dup {
+			return nil, l.errf(fmt.Sprintf("repos[%d].uri", i), "repo %q: the same uri and branch as repos[%d] (%s): give each branch one repo entry",
+				r.Name, first, raw.Repos[first].Name)
+		}
+		branches[k] = i
 		cfg.Repos = append(cfg.Repos, r)
 	}
 	cfg.Secrets = l.secrets
 	return cfg, nil
+}
+
+// hostPort checks a listen address as net.Listen will read it, port range included.
+func hostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (l *loader) repo(path string, rr rawRepo) (Repo, error) {

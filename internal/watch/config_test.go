@@ -74,6 +74,22 @@ func TestBadConfigsNameFileLineAndReason(t *testing.T) {
 		{"bad listen", "listen: 9090\nrepos: [{name: a, uri: /x}]\n", `watch.yaml:1: listen: "9090" is not host:port`},
 		{"syntax error", "repos:\n  - name: a\n   uri: /x\n", `watch.yaml:1: did not find expected '-' indicator`}, // yaml's line: where the sequence's context starts
 		{"wrong type", "repos:\n  name: a\n", `watch.yaml:2: cannot unmarshal`},
+		// Security review: config accepted that misbehaved later, or silently in part.
+		{"second document", "repos: [{name: a, uri: /x}]\n---\nread_token_env: TOKEN\n",
+			`watch.yaml:2: a second YAML document: the config is one document`},
+		{"second document, empty", "repos: [{name: a, uri: /x}]\n\n---\n",
+			`watch.yaml:3: a second YAML document: the config is one document`},
+		{"interval below the minimum", "interval: 1ns\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:1: interval: "1ns" is less than the minimum of 1s`},
+		{"cycle_timeout below the minimum", "cycle_timeout: 999ms\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:1: cycle_timeout: "999ms" is less than the minimum of 1s`},
+		{"listen port out of range", "listen: localhost:99999\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:1: listen: "localhost:99999" is not host:port (e.g. 127.0.0.1:9090): address 99999: invalid port`},
+		{"webhook_listen port out of range", "webhook_listen: :65536\nrepos: [{name: a, uri: /x}]\n",
+			`watch.yaml:1: webhook_listen: ":65536" is not host:port`},
+		{"same uri and branch twice", "repos:\n  - name: a\n    uri: ssh://git@git.example.com/locks.git\n    branch: main\n" +
+			"  - name: b\n    uri: ssh://bot@git.example.com/locks.git\n    branch: main\n",
+			`watch.yaml:6: repos[1].uri: repo "b": the same uri and branch as repos[0] (a): give each branch one repo entry`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -33,8 +34,9 @@ type Options struct {
 	// Depth is the history the first clone of a network remote fetches (default 256).
 	Depth int
 
-	now       func() time.Time
-	beforeGit func(ctx context.Context, kind string) // tests: called before each network git operation
+	now         func() time.Time
+	beforeGit   func(ctx context.Context, kind string) // tests: called before each network git operation
+	beforeCycle func(repo string)                      // tests: called as each cycle of repo starts
 }
 
 // Daemon keeps the repos of a Config healthy. Run it once; serve Handler.
@@ -266,7 +268,7 @@ func (w *worker) cycle(ctx context.Context) (err error) {
 	})
 	defer stop()
 
-	doc, reaps, err := w.reap(cctx)
+	doc, reaps, err := w.safeReap(cctx)
 	if err != nil && errors.Is(context.Cause(cctx), errCycleTimeout) {
 		err = fmt.Errorf("%w (%s): %w", errCycleTimeout, timeout, err)
 	}
@@ -295,10 +297,25 @@ func (w *worker) cycle(ctx context.Context) (err error) {
 	return nil
 }
 
+// safeReap is reap with a panic turned into the cycle's error: a bug met in one
+// repository's content fails that repository's cycle, not the daemon.
+func (w *worker) safeReap(ctx context.Context) (doc *report.Doc, reaps []Reap, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error("cycle panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			doc, err = nil, fmt.Errorf("the cycle panicked: %v", p)
+		}
+	}()
+	return w.reap(ctx)
+}
+
 // reap brings the clone up to date, frees the stale locks and reports the pools
 // as they are after it. Reaps already pushed are returned even with an error.
 func (w *worker) reap(ctx context.Context) (*report.Doc, []Reap, error) {
 	d := w.d
+	if d.opts.beforeCycle != nil {
+		d.opts.beforeCycle(w.cfg.Name)
+	}
 	if w.repo == nil {
 		var repo *gitx.Repo
 		err := meteredRepo{d: d}.op(ctx, "open", func() error {

@@ -116,10 +116,16 @@ func (d *Daemon) Pools() PoolsDoc {
 }
 
 func (d *Daemon) servePools(w http.ResponseWriter, _ *http.Request) {
+	// Encoded whole before the status is sent: a document that cannot be encoded is
+	// a 500 and a logged error, never a 200 with an empty body.
+	body, err := json.MarshalIndent(d.Pools(), "", "  ")
+	if err != nil {
+		d.log.Error("/api/pools: encoding the document", "error", err)
+		http.Error(w, "encoding /api/pools: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(d.Pools())
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // serveWebhook authenticates a forge's push notification and triggers a cycle of
