@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -65,6 +66,10 @@ type Build struct {
 	// no team, or no Concourse of several): it may keep the lock, never free it
 	// before the timeout.
 	KeepOnly string
+	// Warning is something odd about an answer that is about the claim's own
+	// build, which decides nothing but people should see (a claim time outside
+	// its build's times: a worker's clock off).
+	Warning string
 }
 
 // Running says whether a build status means the build is still going.
@@ -117,6 +122,9 @@ func decide(in Input) Verdict {
 	age := in.Now.Sub(in.ClaimedAt)
 	v := Verdict{Age: max(age, 0)}
 	b := in.Build
+	if b != nil {
+		v.Warning = b.Warning
+	}
 	if b != nil && b.Foreign != "" {
 		v.Warning = b.Foreign
 		return timeout(in, v, "Concourse's answer is about another build than "+b.Name+", so only the timeout decides; ")
@@ -134,7 +142,7 @@ func decide(in Input) Verdict {
 		switch {
 		case b.Err != "":
 			note = "Concourse could not say whether " + b.Name + " is alive, so only the timeout decides; "
-			v.Warning = b.Err
+			v.Warning = strings.TrimSuffix(b.Err+"; "+b.Warning, "; ")
 		case b.NotFound:
 			note = b.Name + " no longer exists in Concourse; "
 		case in.Timeout <= 0:
