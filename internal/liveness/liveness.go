@@ -351,20 +351,12 @@ func putOthers(res *concourse.BuildResources, commit string) string {
 		if ref == commit {
 			return ""
 		}
-		others = append(others, out.Name+" as "+short(ref))
+		others = append(others, out.Name+" as "+ref)
 	}
 	if len(others) == 0 {
 		return ""
 	}
 	return "Concourse recorded its put " + strings.Join(others, ", ") + ", not this claim, so it may not be the build that wrote it"
-}
-
-// short is a commit's abbreviation for people.
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
 }
 
 // outsideTimes says how the claim's time lies outside build b's, "" when it

@@ -59,12 +59,13 @@ type Build struct {
 	HandedOffTo string // a pending or started build that took this claim as an input
 	URL         string // the build's page, for people
 	// Foreign says why Concourse's answer is about another build than the one
-	// that wrote the claim (another Concourse, another build id, a build that
-	// ended before the claim or started after it): no evidence at all.
+	// that wrote the claim (another Concourse, another build id): no evidence
+	// at all.
 	Foreign string
 	// KeepOnly says why the answer may be about another build (the claim names
-	// no team, or no Concourse of several): it may keep the lock, never free it
-	// before the timeout.
+	// no team, or no Concourse of several, or two builds; a claim time outside
+	// the build's; recorded puts that are not the claim): it may keep the
+	// lock, never free it before the timeout.
 	KeepOnly string
 	// Warning is something odd about an answer that is about the claim's own
 	// build, which decides nothing but people should see (a claim time outside
