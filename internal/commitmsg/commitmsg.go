@@ -64,6 +64,10 @@ type Owner struct {
 	// ID is the build's id from the Poolboy-Build-Id trailer poolboy's resource
 	// writes, "" if none: the one thing a re-created pipeline's build #N cannot share.
 	ID string
+	// Conflict says how the message's parts disagree about which build made the
+	// claim (its first line names one build, its Build URL another); "" when
+	// they agree. Such a message does not say whose claim it is.
+	Conflict string
 }
 
 // Known reports whether a job build (Pipeline+Job+Build) or a one-off BuildID is known.
@@ -525,12 +529,20 @@ func splitRef(s string) ([]string, error) {
 
 // merge combines the prefix's owner with the Build URL's: the prefix wins for
 // the fields it has and the URL fills the missing ones (e.g. the team for the
-// pre-team forms). If the two name different builds, the prefix is kept alone.
+// pre-team forms). If the two name different builds, the prefix is kept alone
+// and Conflict says so: the message does not say whose claim it is.
 func merge(p, u Owner) Owner {
 	if !p.Known() {
 		return u
 	}
-	if !u.Known() || !agree(p, u) {
+	if !u.Known() {
+		return p
+	}
+	if !agree(p, u) {
+		p.Conflict = "its first line names " + p.String() + ", its Build URL " + u.String()
+		if u.Server != "" {
+			p.Conflict += " on " + u.Server
+		}
 		return p
 	}
 	if p.Team == "" {

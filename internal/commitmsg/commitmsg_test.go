@@ -232,6 +232,38 @@ func TestServerAndID(t *testing.T) {
 	}
 }
 
+// A message whose parts name different builds says so: poolboy cannot tell
+// whose claim it is. Parts that agree, or a part missing, are no conflict.
+func TestConflict(t *testing.T) {
+	for _, tt := range []struct {
+		name, msg string
+		conflict  []string // words of the conflict; nil: none
+	}{
+		{"first line and Build URL of another Concourse's build", "main/p/j build 3 claiming: e\nBuild URL: http://staging.local/teams/main/pipelines/p/jobs/j/builds/4",
+			[]string{"main/p/j #3", "main/p/j #4", "http://staging.local"}},
+		{"another pipeline", "p/j build 12 claiming: e\nBuild URL: " + host + "/teams/main/pipelines/other/jobs/j/builds/12", []string{"p/j #12", "main/other/j #12"}},
+		{"another team", "ops/p/j build 12 claiming: e\nBuild URL: " + host + "/teams/main/pipelines/p/jobs/j/builds/12", []string{"ops/p/j #12"}},
+		{"one-off ids", "one-off build 8 claiming: e\nBuild URL: " + host + "/builds/9", []string{"one-off build 8", "one-off build 9"}},
+		{"agree", "main/p/j build 3 claiming: e\nBuild URL: " + host + "/teams/main/pipelines/p/jobs/j/builds/3", nil},
+		{"the URL fills the team", "p/j build 3 claiming: e\nBuild URL: " + host + "/teams/main/pipelines/p/jobs/j/builds/3", nil},
+		{"no Build URL", "main/p/j build 3 claiming: e", nil},
+		{"empty Build URL (v7)", "main/p/j build 3 claiming: e\nBuild URL: ", nil},
+		{"Build URL only", "claiming: e\nBuild URL: " + host + "/builds/9", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := Parse(tt.msg).Owner
+			if (o.Conflict != "") != (tt.conflict != nil) {
+				t.Fatalf("Conflict = %q, want one: %v", o.Conflict, tt.conflict != nil)
+			}
+			for _, w := range tt.conflict {
+				if !strings.Contains(o.Conflict, w) {
+					t.Errorf("Conflict %q lacks %q", o.Conflict, w)
+				}
+			}
+		})
+	}
+}
+
 func TestMultiLockMessages(t *testing.T) {
 	const multi = "main/deploy/test build 12 claiming: env-1" + " (+2 more)\n\nBuild URL: " + host + "/teams/main/pipelines/deploy/jobs/test/builds/12\n\n" +
 		"Poolboy-Build-Id: 99\nPoolboy-Lock-Set: aws/env-1\nPoolboy-Lock-Set: aws/env 2\nPoolboy-Lock-Set: gpu/g-1\nPoolboy-Nonce: X\n"

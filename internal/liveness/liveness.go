@@ -10,11 +10,16 @@
 //   - Every failure is reported as an error in the evidence, never as a status:
 //     an error is never evidence that a build is dead.
 //   - Evidence is about the claim's own build or it is none: an answer from
-//     another Concourse than the Build URL's, about a build with another id than
-//     the recorded one, or about a build that ended before the claim or started
-//     after it is Foreign, and the timeout decides.
-//   - When the claim does not say which team or which Concourse (older formats),
-//     the evidence may keep the lock, never free it early (KeepOnly).
+//     another Concourse than the Build URL's, or about a build with another id
+//     than the recorded one, is Foreign, and the timeout decides.
+//   - When the answer may be about another build, the evidence may keep the
+//     lock, never free it early (KeepOnly): the claim does not say which team
+//     or which Concourse (older formats), its first line and Build URL name
+//     different builds, the build ended before the claim or started after it
+//     (the claim's time is the worker's clock, which may be off), or Concourse
+//     recorded the build's puts and the claim is not among them. A claim time
+//     off the claim's own build's times (the recorded id on the Build URL's
+//     Concourse) is only a warning.
 package liveness
 
 import (
@@ -196,6 +201,15 @@ func (w *Witness) Evidence(ctx context.Context, claims []Claim) map[string]*poli
 // one gathers the evidence of one claim from the Concourse its Build URL names;
 // a claim that names none is asked of the only one, or of all of them.
 func (w *Witness) one(ctx context.Context, sem chan struct{}, c Claim) *policy.Build {
+	ev := w.ask(ctx, sem, c)
+	if c.Owner.Conflict != "" {
+		keepOnly(ev, "the claim does not say which build made it: "+c.Owner.Conflict)
+	}
+	return ev
+}
+
+// ask is one before the claim's own doubts are added.
+func (w *Witness) ask(ctx context.Context, sem chan struct{}, c Claim) *policy.Build {
 	srcs, ev := w.sourcesFor(ctx, sem, c)
 	if ev != nil {
 		return ev
@@ -203,7 +217,7 @@ func (w *Witness) one(ctx context.Context, sem chan struct{}, c Claim) *policy.B
 	if len(srcs) == 1 {
 		ev := w.judge(ctx, sem, srcs[0], c)
 		if c.Owner.Team == "" && !c.Owner.IsOneOff() {
-			ev.KeepOnly = "the claim names no team, so team " + srcs[0].Team + "'s build of that name may be another's"
+			keepOnly(ev, "the claim names no team, so team "+srcs[0].Team+"'s build of that name may be another's")
 		}
 		return ev
 	}
@@ -219,8 +233,16 @@ func (w *Witness) one(ctx context.Context, sem chan struct{}, c Claim) *policy.B
 			kept = ev
 		}
 	}
-	kept.KeepOnly = "the claim names no Concourse and several are configured"
+	keepOnly(kept, "the claim names no Concourse and several are configured")
 	return kept
+}
+
+// keepOnly adds why ev may be about another build than the claim's.
+func keepOnly(ev *policy.Build, why string) {
+	if ev.KeepOnly != "" {
+		why = ev.KeepOnly + "; " + why
+	}
+	ev.KeepOnly = why
 }
 
 // sourcesFor picks the Concourse whose external URL the claim's Build URL
@@ -275,16 +297,38 @@ func (w *Witness) judge(ctx context.Context, sem chan struct{}, s *source, c Cla
 		}
 		return ev
 	}
-	if why := mismatch(b, c); why != "" {
-		ev.Foreign = where + why
+	if c.Owner.ID != "" && c.Owner.ID != strconv.Itoa(b.ID) {
+		ev.Foreign = where + fmt.Sprintf("Concourse's %s has build id %d, the claim was written by build id %s (pipeline re-created?)",
+			b.Display(), b.ID, c.Owner.ID)
 		return ev
 	}
 	ev.Name, ev.Status = b.Display(), b.Status
 	ev.URL = s.page(b.ID)
+	if why := outsideTimes(b, c); why != "" {
+		// The claim's time is the worker's clock: a slow one must not make a
+		// running build's answer foreign (freeing its lock by the timeout on
+		// that clock's date). The recorded id on the Build URL's Concourse is
+		// the claim's own build whatever its time; without both, the build
+		// may be another of that name, so it may keep the lock only.
+		if c.Owner.ID != "" && c.Owner.Server != "" {
+			ev.Warning = where + why + ": the worker's clock is off"
+		} else {
+			keepOnly(ev, where+why+", so it may be another build of that name")
+		}
+	}
 	if policy.Running(b.Status) || b.PipelineName == "" || c.Waiting {
 		return ev // running, a one-off build, or a waiter: nothing can have taken the lock on
 	}
-	to, err := w.handoff(ctx, sem, s, b, c.Commit)
+	res, err := cached(ctx, w, sem, &s.mu, s.resources, b.ID, s.Client.BuildResources)
+	if err != nil {
+		ev.Err = where + "checking for a hand-off: " + err.Error()
+		return ev
+	}
+	if why := putOthers(res, c.Commit); why != "" {
+		keepOnly(ev, where+why)
+		return ev
+	}
+	to, err := w.handoff(ctx, sem, s, b, res, c.Commit)
 	if err != nil {
 		ev.Err = where + "checking for a hand-off: " + err.Error()
 	}
@@ -292,14 +336,32 @@ func (w *Witness) judge(ctx context.Context, sem chan struct{}, s *source, c Cla
 	return ev
 }
 
-// mismatch says why Concourse's build b cannot be the one that wrote the claim,
-// "" when it may be: poolboy's resource records the build's id, and no build
-// writes a claim before it starts or after it ends.
-func mismatch(b *concourse.Build, c Claim) string {
-	if c.Owner.ID != "" && c.Owner.ID != strconv.Itoa(b.ID) {
-		return fmt.Sprintf("Concourse's %s has build id %d, the claim was written by build id %s (pipeline re-created?)",
-			b.Display(), b.ID, c.Owner.ID)
+// putOthers says why Concourse's record of b's puts says b may not have
+// written commit, "" when it may have: b recorded outputs and commit is not
+// among them. A build that died after its put pushed the claim has no output
+// recorded for it, so no outputs at all says nothing; but a build that put
+// other commits (prod's build of a pipeline staging runs too, claiming another
+// lock of the shared repository) may be another's build of that name. It may
+// still be the writer (a build that put something else before its claim's put
+// died), so this keeps, never frees early, rather than being foreign.
+func putOthers(res *concourse.BuildResources, commit string) string {
+	var others []string
+	for _, out := range res.Outputs {
+		ref := out.Version["ref"]
+		if ref == commit {
+			return ""
+		}
+		others = append(others, out.Name+" as "+ref)
 	}
+	if len(others) == 0 {
+		return ""
+	}
+	return "Concourse recorded its put " + strings.Join(others, ", ") + ", not this claim, so it may not be the build that wrote it"
+}
+
+// outsideTimes says how the claim's time lies outside build b's, "" when it
+// does not: no build writes a claim before it starts or after it ends.
+func outsideTimes(b *concourse.Build, c Claim) string {
 	if c.Time.IsZero() {
 		return ""
 	}
@@ -352,15 +414,11 @@ func (w *Witness) build(ctx context.Context, sem chan struct{}, s *source, o com
 }
 
 // handoff names a running build that took the claim commit as an input after b
-// put it: GET /builds/ID/resources gives the put step that wrote the commit, the
-// plan the resource that step puts to, then its version id, and input_to the
+// put it: res (GET /builds/ID/resources) gives the put step that wrote the
+// commit, the plan the resource that step puts to, then its version id, and input_to the
 // builds that took that version. Every lookup that fails — a 404 for a version
 // the put made included — is an error, never "nobody took it".
-func (w *Witness) handoff(ctx context.Context, sem chan struct{}, s *source, b *concourse.Build, commit string) (string, error) {
-	res, err := cached(ctx, w, sem, &s.mu, s.resources, b.ID, s.Client.BuildResources)
-	if err != nil {
-		return "", err
-	}
+func (w *Witness) handoff(ctx context.Context, sem chan struct{}, s *source, b *concourse.Build, res *concourse.BuildResources, commit string) (string, error) {
 	p := concourse.Pipeline{Team: b.TeamName, Name: b.PipelineName, Vars: b.PipelineInstanceVars}
 	for _, out := range res.Outputs {
 		if out.Version["ref"] != commit {

@@ -222,21 +222,23 @@ func TestEvidenceMustBeAboutTheClaimsBuild(t *testing.T) {
 			t.Errorf("%+v: want foreign evidence naming the recorded id", ev)
 		}
 	})
-	t.Run("started after the claim", func(t *testing.T) {
+	// The claim's time is the worker's clock: times outside the build's may
+	// keep, never free early (see TestClaimTimesNeverMakeARunningBuildForeign).
+	t.Run("started after the claim: keep only", func(t *testing.T) {
 		fc := fakeconcourse.New(t)
 		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "started", StartTime: time.Now()})
 		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner("main/p/j build 1 claiming: a")}, src(t, fc))
-		if ev.Foreign == "" || !strings.Contains(ev.Foreign, "after the claim") {
-			t.Errorf("%+v: want foreign", ev)
+		if ev.Foreign != "" || !strings.Contains(ev.KeepOnly, "after the claim") {
+			t.Errorf("%+v: want keep-only", ev)
 		}
 	})
-	t.Run("ended before the claim", func(t *testing.T) {
+	t.Run("ended before the claim: keep only", func(t *testing.T) {
 		fc := fakeconcourse.New(t)
 		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed",
 			StartTime: claimedAt.Add(-time.Hour), EndTime: claimedAt.Add(-liveness.ClockSkew - time.Minute)})
 		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner("main/p/j build 1 claiming: a")}, src(t, fc))
-		if ev.Foreign == "" || !strings.Contains(ev.Foreign, "before the claim") {
-			t.Errorf("%+v: want foreign", ev)
+		if ev.Foreign != "" || !strings.Contains(ev.KeepOnly, "before the claim") {
+			t.Errorf("%+v: want keep-only", ev)
 		}
 	})
 	t.Run("within the clock-skew margin: its own", func(t *testing.T) {
@@ -244,7 +246,7 @@ func TestEvidenceMustBeAboutTheClaimsBuild(t *testing.T) {
 		fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "1", Status: "failed",
 			StartTime: claimedAt.Add(liveness.ClockSkew - time.Minute), EndTime: claimedAt.Add(time.Hour)})
 		ev := evidence(t, liveness.Claim{Commit: "c1", Time: claimedAt, Owner: owner("main/p/j build 1 claiming: a")}, src(t, fc))
-		if ev.Foreign != "" || ev.Status != "failed" {
+		if ev.Foreign != "" || ev.KeepOnly != "" || ev.Status != "failed" {
 			t.Errorf("%+v: want its own failed build", ev)
 		}
 	})
@@ -331,5 +333,116 @@ func TestAFailedHandOffLookupIsNoEvidence(t *testing.T) {
 	fc.SetFault(fakeconcourse.Fault{Status: 500})
 	if ev := evidence(t, c, src(t, fc)); ev.Err == "" {
 		t.Errorf("%+v: want an error", ev)
+	}
+}
+
+// A worker's clock is not the web node's: a claim time outside its build's
+// times says the answer may be about another build of that name, never that
+// it is. The claim's own build (the recorded id on the Concourse its Build URL
+// names) counts whatever the claim's time; without both, the answer may keep
+// the lock but not free it early.
+func TestClaimTimesNeverMakeARunningBuildForeign(t *testing.T) {
+	now := time.Now()
+	slow := now.Add(-135 * time.Minute) // the worker's clock, 2h slow
+	fc := fakeconcourse.New(t)
+	id := fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "3", Status: "started", StartTime: now.Add(-20 * time.Minute)})
+	early := fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "4", Status: "failed",
+		StartTime: now.Add(-3 * time.Hour), EndTime: now.Add(-150 * time.Minute)})
+	url := func(n string) string { return fc.ExternalURL + "/teams/main/pipelines/p/jobs/j/builds/" + n }
+	own := func(n string, id int) string {
+		return "main/p/j build " + n + " claiming: a\n\nBuild URL: " + url(n) + "\n\nPoolboy-Build-Id: " + itoa(id) + "\n"
+	}
+	cases := []struct {
+		name, msg, status string
+		at                time.Time
+		keepOnly          bool // else a warning only
+		state             policy.State
+	}{
+		{"own build, started after the claim", own("3", id), "started", slow, false, policy.Alive},
+		{"own build, ended before the claim: its failure frees it", own("4", early), "failed", now.Add(-time.Minute), false, policy.Stale},
+		{"no id, started after the claim", "claiming: a\nBuild URL: " + url("3"), "started", slow, true, policy.Alive},
+		{"no Build URL, started after the claim", "main/p/j build 3 claiming: a", "started", slow, true, policy.Alive},
+		{"no id, ended before the claim: not freed early", "main/p/j build 4 claiming: a", "failed", now.Add(-time.Minute), true, policy.Held},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ev := evidence(t, liveness.Claim{Commit: "c1", Time: c.at, Owner: owner(c.msg)}, src(t, fc))
+			if ev.Foreign != "" || ev.Err != "" || ev.Status != c.status {
+				t.Fatalf("%+v: want the build's own status %s, not foreign", ev, c.status)
+			}
+			if got := ev.KeepOnly != ""; got != c.keepOnly {
+				t.Errorf("%+v: keep-only %v, want %v", ev, got, c.keepOnly)
+			}
+			if !c.keepOnly && !strings.Contains(ev.Warning, "the claim (") {
+				t.Errorf("%+v: want the times in a warning", ev)
+			}
+			v := policy.Decide(policy.Input{Now: now, ClaimFound: true, ClaimedAt: c.at, Timeout: time.Hour, Build: ev})
+			if v.State != c.state {
+				t.Errorf("verdict %+v, want %s", v, c.state)
+			}
+		})
+	}
+}
+
+// Prod and staging share the lock repository; staging's main/p/j #3 claimed
+// env-1 (no Build URL) while prod's #3 put another commit of the pool and
+// failed. Concourse recorded prod's put, and it is not this claim: prod's #3
+// may not be the build that wrote it, so its failure may not free it early. A
+// build that died after its put pushed the claim has no output recorded at
+// all, and its end still frees the lock at once.
+func TestABuildThatPutAnotherCommitMayNotFreeTheClaim(t *testing.T) {
+	const claim, other = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
+	now := time.Now()
+	fc := fakeconcourse.New(t)
+	fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "3", Status: "failed",
+		Outputs: []fakeconcourse.Version{{Resource: "env", Ref: other}}, PutSteps: map[string]string{"env": "claim-env"}})
+	fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "4", Status: "aborted"})
+	fc.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "5", Status: "errored",
+		Outputs: []fakeconcourse.Version{{Resource: "env", Ref: other}, {Resource: "env2", Ref: claim}}})
+	cases := []struct {
+		name, build string
+		keepOnly    bool
+		state       policy.State
+	}{
+		{"its put recorded another commit", "3", true, policy.Held},
+		{"no put recorded: died after pushing", "4", false, policy.Stale},
+		{"the claim among its puts", "5", false, policy.Stale},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			at := now.Add(-10 * time.Minute)
+			ev := evidence(t, liveness.Claim{Commit: claim, Time: at, Owner: owner("main/p/j build " + c.build + " claiming: env-1")}, src(t, fc))
+			if ev.Err != "" || ev.Foreign != "" {
+				t.Fatalf("%+v: want evidence", ev)
+			}
+			if got := ev.KeepOnly != ""; got != c.keepOnly {
+				t.Errorf("%+v: keep-only %v, want %v", ev, got, c.keepOnly)
+			}
+			if c.keepOnly && !strings.Contains(ev.KeepOnly, "claim-env") {
+				t.Errorf("%+v: want the put step named", ev)
+			}
+			v := policy.Decide(policy.Input{Now: now, ClaimFound: true, ClaimedAt: at, Timeout: time.Hour, Build: ev})
+			if v.State != c.state {
+				t.Errorf("verdict %+v, want %s", v, c.state)
+			}
+		})
+	}
+}
+
+// A message whose first line and Build URL name different builds does not say
+// whose claim it is: whichever build poolboy asks about may keep the lock, none
+// may free it early.
+func TestAClaimNamingTwoBuildsIsKeepOnly(t *testing.T) {
+	now := time.Now()
+	prod := fakeconcourse.New(t)
+	prod.AddBuild(fakeconcourse.Build{Team: "main", Pipeline: "p", Job: "j", Name: "3", Status: "failed"})
+	msg := "main/p/j build 3 claiming: env-1\nBuild URL: http://staging.example.com/teams/main/pipelines/p/jobs/j/builds/4"
+	at := now.Add(-10 * time.Minute)
+	ev := evidence(t, liveness.Claim{Commit: "c1", Time: at, Owner: owner(msg)}, src(t, prod))
+	if ev.KeepOnly == "" || !strings.Contains(ev.KeepOnly, "staging.example.com") {
+		t.Errorf("%+v: want keep-only naming both builds", ev)
+	}
+	if v := policy.Decide(policy.Input{Now: now, ClaimFound: true, ClaimedAt: at, Timeout: time.Hour, Build: ev}); v.Reap() {
+		t.Errorf("freed early: %+v", v)
 	}
 }

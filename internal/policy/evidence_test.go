@@ -68,6 +68,16 @@ func TestDecideWithBuildEvidence(t *testing.T) {
 	if v := Decide(in(time.Minute, &Build{Name: "x", Status: "started", Foreign: "its Build URL names http://staging"})); v.Warning != "its Build URL names http://staging" {
 		t.Errorf("why the answer is foreign must surface as a warning: %+v", v)
 	}
+	for _, st := range []string{"started", "failed"} {
+		b := &Build{Name: "x", Status: st, Warning: "started after the claim"}
+		v, plain := Decide(in(time.Minute, b)), Decide(in(time.Minute, build(st)))
+		if v.Warning != b.Warning || v.State != plain.State || v.Rule != plain.Rule {
+			t.Errorf("a warning about the claim's own build must surface and decide nothing: %+v, without it %+v", v, plain)
+		}
+	}
+	if v := Decide(in(time.Minute, &Build{Name: "x", Status: "failed", Err: "503", Warning: "clock"})); v.Warning != "503; clock" {
+		t.Errorf("an error and a warning must both surface: %+v", v)
+	}
 	keepOnly := in(time.Minute, &Build{Name: "x", Status: "succeeded", KeepOnly: "no team"})
 	keepOnly.ReapSucceeded = true
 	if v := Decide(keepOnly); v.State != Held {
@@ -91,6 +101,9 @@ func TestDecideEvidenceProperties(t *testing.T) {
 			&Build{Name: "b", Status: st, KeepOnly: "no team"},
 			&Build{Name: "b", Status: st, HandedOffTo: "c #1", KeepOnly: "no team"},
 			&Build{Name: "b", Status: st, Err: "boom", KeepOnly: "no team"},
+			&Build{Name: "b", Status: st, Warning: "clock"},
+			&Build{Name: "b", Status: st, HandedOffTo: "c #1", Warning: "clock"},
+			&Build{Name: "b", Status: st, Warning: "clock", KeepOnly: "started after the claim"},
 		)
 	}
 	builds = append(builds, &Build{Name: "b", NotFound: true})
@@ -110,6 +123,8 @@ func TestDecideEvidenceProperties(t *testing.T) {
 					switch {
 					case v.Reason == "":
 						t.Errorf("no reason: %s", where)
+					case b != nil && b.Warning != "" && !strings.Contains(v.Warning, b.Warning):
+						t.Errorf("the answer's warning is lost: %s", where)
 					case b != nil && b.Foreign != "":
 						if v.State != timeoutOnly.State || v.Warning != b.Foreign {
 							t.Errorf("an answer about another build is no evidence: %s", where)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -58,13 +59,18 @@ type Build struct {
 	HandedOffTo string // a pending or started build that took this claim as an input
 	URL         string // the build's page, for people
 	// Foreign says why Concourse's answer is about another build than the one
-	// that wrote the claim (another Concourse, another build id, a build that
-	// ended before the claim or started after it): no evidence at all.
+	// that wrote the claim (another Concourse, another build id): no evidence
+	// at all.
 	Foreign string
 	// KeepOnly says why the answer may be about another build (the claim names
-	// no team, or no Concourse of several): it may keep the lock, never free it
-	// before the timeout.
+	// no team, or no Concourse of several, or two builds; a claim time outside
+	// the build's; recorded puts that are not the claim): it may keep the
+	// lock, never free it before the timeout.
 	KeepOnly string
+	// Warning is something odd about an answer that is about the claim's own
+	// build, which decides nothing but people should see (a claim time outside
+	// its build's times: a worker's clock off).
+	Warning string
 }
 
 // Running says whether a build status means the build is still going.
@@ -117,6 +123,9 @@ func decide(in Input) Verdict {
 	age := in.Now.Sub(in.ClaimedAt)
 	v := Verdict{Age: max(age, 0)}
 	b := in.Build
+	if b != nil {
+		v.Warning = b.Warning
+	}
 	if b != nil && b.Foreign != "" {
 		v.Warning = b.Foreign
 		return timeout(in, v, "Concourse's answer is about another build than "+b.Name+", so only the timeout decides; ")
@@ -134,7 +143,7 @@ func decide(in Input) Verdict {
 		switch {
 		case b.Err != "":
 			note = "Concourse could not say whether " + b.Name + " is alive, so only the timeout decides; "
-			v.Warning = b.Err
+			v.Warning = strings.TrimSuffix(b.Err+"; "+b.Warning, "; ")
 		case b.NotFound:
 			note = b.Name + " no longer exists in Concourse; "
 		case in.Timeout <= 0:

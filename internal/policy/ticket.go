@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -39,17 +40,21 @@ type TicketInput struct {
 // that may be — the ticket's expiry decides, TicketGrace after it.
 func DecideTicket(in TicketInput) Verdict {
 	b := in.Build
+	warning := ""
+	if b != nil {
+		warning = b.Warning
+	}
 	switch {
 	case b != nil && b.Err == "" && !b.NotFound && b.Foreign == "" && Running(b.Status):
-		return Verdict{State: Alive, Rule: "build-running", Reason: fmt.Sprintf("%s is %s: its waiter renews the ticket", b.Name, b.Status)}
+		return Verdict{State: Alive, Rule: "build-running", Warning: warning, Reason: fmt.Sprintf("%s is %s: its waiter renews the ticket", b.Name, b.Status)}
 	case Ended(b):
-		return Verdict{State: Stale, Rule: "build-" + b.Status, Reason: fmt.Sprintf("%s %s, so nothing waits on this ticket", b.Name, b.Status)}
+		return Verdict{State: Stale, Rule: "build-" + b.Status, Warning: warning, Reason: fmt.Sprintf("%s %s, so nothing waits on this ticket", b.Name, b.Status)}
 	}
-	note, warning := "", ""
+	note := ""
 	switch {
 	case b == nil:
 	case b.Err != "":
-		note, warning = "Concourse could not say whether "+b.Name+" is alive; ", b.Err
+		note, warning = "Concourse could not say whether "+b.Name+" is alive; ", strings.TrimSuffix(b.Err+"; "+b.Warning, "; ")
 	case b.NotFound:
 		note = b.Name + " is not known to Concourse; "
 	case b.Foreign != "":

@@ -39,6 +39,9 @@ func TestDecideTicket(t *testing.T) {
 		{"error beside a stale status, live", live, with(b("aborted"), func(b *Build) { b.Err = "hand-off lookup failed" }), Held, "ticket-live"},
 		{"unknown status, live", live, b("weird"), Held, "ticket-live"},
 		{"no status, live", live, b(""), Held, "ticket-live"},
+		{"running, a warning", expired, with(b("started"), func(b *Build) { b.Warning = "clock" }), Alive, "build-running"},
+		{"aborted, a warning", live, with(b("aborted"), func(b *Build) { b.Warning = "clock" }), Stale, "build-aborted"},
+		{"maybe another build, a warning", live, with(b("aborted"), func(b *Build) { b.KeepOnly, b.Warning = "no team", "clock" }), Held, "ticket-live"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -46,7 +49,7 @@ func TestDecideTicket(t *testing.T) {
 			if v.State != c.wantState || v.Rule != c.wantRule || v.Reason == "" {
 				t.Errorf("got %s/%s (%q), want %s/%s", v.State, v.Rule, v.Reason, c.wantState, c.wantRule)
 			}
-			if (c.build != nil && (c.build.Err != "" || c.build.Foreign != "")) != (v.Warning != "") {
+			if (c.build != nil && (c.build.Err != "" || c.build.Foreign != "" || c.build.Warning != "")) != (v.Warning != "") {
 				t.Errorf("warning %q", v.Warning)
 			}
 		})
