@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
+	"github.com/poolboy-ci/poolboy/internal/policy"
 )
 
 // Pools of the soak repository and their stale timeouts. Builds hold locks for
@@ -336,8 +337,8 @@ func (a *actor) queuer(ctx context.Context, first int, stop time.Time) {
 // machine's speed: build A claims q-1 and holds it; B claims it too, waits, and
 // is SIGKILLed there (its worker vanished: its ticket stays); C claims it, waits
 // and is aborted (SIGTERM: it withdraws its ticket); A releases; D claims it and
-// gets it once B's ticket expired (or at once, if it has already), its claim
-// deleting B's ticket. The replay checks that nobody honoured B's ticket past
+// gets it once B's ticket expired (or at once, if it has already); E's claim
+// after D deletes B's ticket. The replay checks that nobody honoured B's ticket past
 // its expiry, and that its expiry was within what the README documents.
 func (a *actor) deadTicket(ctx context.Context) {
 	claim := map[string]any{"claim": "q-1"}
@@ -366,15 +367,32 @@ func (a *actor) deadTicket(ctx context.Context) {
 		a.w.finish(bA, failed(intr))
 		return
 	}
+	// B's worker is lost: Concourse errors its build only once it notices, after
+	// the scene (until then it says started, and a reaper keeps B's ticket), so
+	// that the ticket is left to its expiry and to E's claim.
+	var lost *build
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		// A put that failed before it waited (an injected fault) is tried again.
 		for try := 0; try < 5 && ctx.Err() == nil; try++ {
-			if a.queuedPut(ctx, a.w.startBuild("queue"), "claim", claim, trigger{text: waiting, signal: sig}, 0) {
+			b := a.w.startBuild("queue")
+			if sig == syscall.SIGKILL {
+				lost = b
+			}
+			if a.queuedPut(ctx, b, "claim", claim, trigger{text: waiting, signal: sig, lateEnd: sig == syscall.SIGKILL}, 0) {
 				break
 			}
 		}
 	}
+	defer func() {
+		if lost != nil && lost.endLate {
+			a.w.finish(lost, "errored")
+		}
+	}()
 	a.release(ctx, bA, h, h.dir)
+	// D gets q-1 once B's ticket expired, and holds it past policy.TicketGrace (the
+	// scene's schedule); E, waiting behind D, claims it then, and its claim
+	// deletes B's ticket (a claim deletes only tickets expired for the grace).
+	a.queuedPut(ctx, a.w.startBuild("queue"), "claim", claim, trigger{}, policy.TicketGrace+2*time.Second)
 	a.queuedPut(ctx, a.w.startBuild("queue"), "claim", claim, trigger{}, 0)
 }
 
@@ -387,7 +405,11 @@ func (a *actor) queuedPut(ctx context.Context, b *build, op string, params map[s
 	switch {
 	case !r.killed.IsZero():
 		a.w.stats.add("queue: waiters killed (SIGKILL) in the queue", 1)
-		a.w.finish(b, "errored") // a worker lost mid-step
+		if tr.lateEnd {
+			b.endLate = true // the caller errors it later
+		} else {
+			a.w.finish(b, "errored") // a worker lost mid-step
+		}
 		return true
 	case tr.signal == syscall.SIGTERM && r.interrupted:
 		signalled = true

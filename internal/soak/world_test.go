@@ -74,6 +74,9 @@ type build struct {
 	orphan bool
 	inputs []string // claim commits it got through a get (a hand-off)
 	trans  []transition
+	// endLate: killed (a lost worker) with its end left to the actor that ran it
+	// (trigger.lateEnd); only that actor reads or writes it.
+	endLate bool
 }
 
 type transition struct {
@@ -292,6 +295,9 @@ func (r result) lastLine() string {
 type trigger struct {
 	text   string
 	signal syscall.Signal
+	// lateEnd: a build SIGKILLed by the trigger (a lost worker) keeps its status
+	// until its caller ends it (Concourse has not noticed yet).
+	lateEnd bool
 }
 
 // run runs the binary as Concourse runs a resource script: request on stdin, the
