@@ -159,8 +159,14 @@ func (r *Repo) prepareAuth() error {
 			return err
 		}
 		r.env = append(r.env, "GIT_ASKPASS="+ask, "POOLBOY_GIT_USERNAME_FILE="+user, "POOLBOY_GIT_PASSWORD_FILE="+pass)
-		// A credential helper from the user's config would store our password.
-		config = append(config, ConfigEntry{"credential.helper", ""})
+		if a.Password != "" {
+			// A credential helper from the user's config would store our password.
+			config = append(config, ConfigEntry{"credential.helper", ""})
+		} else if a.Username != "" {
+			// Only a user name (an https URL's): the user's credential helper may
+			// hold its password; git asks it first, askpass only after.
+			config = append(config, ConfigEntry{"credential.username", a.Username})
+		}
 	}
 	if r.opts.HTTPSProxy != "" {
 		config = append(config, ConfigEntry{"http.proxy", r.opts.HTTPSProxy})

@@ -153,3 +153,27 @@ func TestURLCredentialForms(t *testing.T) {
 		}
 	}
 }
+
+// An https URL with only a user name, whose password the user's own credential
+// helper keeps: the helper is still asked (for that user), as git does without
+// poolboy. Moving the user name out of the URL had also switched the user's
+// helpers off, and the clone failed to authenticate (found by a review).
+func TestURLUserNameLeavesTheCredentialHelperOn(t *testing.T) {
+	root := t.TempDir()
+	remote(t, root, "locks.git", "main", 1)
+	srv := testenv.GitHTTP(t, root, "bot", "helper-pw-5150")
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
+	store := filepath.Join(home, "creds")
+	if err := os.WriteFile(filepath.Join(home, ".gitconfig"), []byte("[credential]\n\thelper = store --file "+store+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(store, []byte(strings.Replace(srv.URL, "http://", "http://bot:helper-pw-5150@", 1)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mustOpen(t, Options{URL: strings.Replace(srv.URL, "http://", "http://bot@", 1) + "locks.git"})
+	if _, err := r.Fetch(context.Background()); err != nil {
+		t.Fatalf("fetch with the password in the user's credential helper: %v", err)
+	}
+}

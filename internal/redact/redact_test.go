@@ -165,6 +165,8 @@ func TestSplitURL(t *testing.T) {
 		{"https://h/x", "", "", "", false, false, "https://h/x", "https://h/x"},
 		{"ssh://git@h:22/x", "git", "git", "", false, false, "ssh://h:22/x", "ssh://git@h:22/x"},
 		{"ssh://bot:pw@h/x", "bot:pw", "bot", "pw", true, false, "ssh://h/x", "ssh://[redacted]@h/x"},
+		// git ends an scp-like host at the first ':': the '@' after it is the path's.
+		{"git@h:team@x:y.git", "git", "git", "", false, false, "h:team@x:y.git", "git@h:team@x:y.git"},
 		{"git@h:acme/x.git", "git", "git", "", false, false, "h:acme/x.git", "git@h:acme/x.git"},
 		{"git@h:team@x/l.git", "git", "git", "", false, false, "h:team@x/l.git", "git@h:team@x/l.git"},
 		{"bot:pw@h:acme/x.git", "bot:pw", "bot", "pw", true, false, "h:acme/x.git", "[redacted]@h:acme/x.git"},

@@ -22,7 +22,9 @@ type GitURL struct {
 // SplitURL splits raw the way git does. With "://", the authority runs from after
 // "://" to the first '/', and the user information is everything before the last
 // '@' of it. A scp-like "user@host:path" has it before the last '@' ahead of the
-// last ':'. A local path has none.
+// first ':', where git ends the host ("git@host:team@x:y.git" is user git), or,
+// written with a password ("user:pw@host:path"), ahead of the last ':'. A local
+// path has none.
 func SplitURL(raw string) GitURL {
 	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
 		authority, _, _ := strings.Cut(rest, "/")
@@ -37,7 +39,11 @@ func SplitURL(raw string) GitURL {
 		return GitURL{Local: true, after: raw}
 	}
 	u := GitURL{after: raw}
-	if at := strings.LastIndex(raw[:strings.LastIndex(raw, ":")], "@"); at >= 0 {
+	end := colon // git ends the host at the first ':'
+	if at := strings.Index(raw, "@"); at > 0 && strings.Contains(raw[:at], ":") {
+		end = strings.LastIndex(raw, ":") // "user:password@host:path"
+	}
+	if at := strings.LastIndex(raw[:end], "@"); at >= 0 {
 		u.Userinfo, u.HasUserinfo, u.after = raw[:at], true, raw[at+1:]
 	}
 	return u

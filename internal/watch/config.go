@@ -428,7 +428,7 @@ func (l *loader) repo(path string, rr rawRepo) (Repo, error) {
 	case uriPassword(rr.URI):
 		return r, l.errf(path+".uri", "secrets are never written in the config: take the password out of the uri and give password_env or password_file")
 	case uriHTTPUser(rr.URI):
-		return r, l.errf(path+".uri", "secrets are never written in the config: take the user name (it may be a token) out of the uri and give username, and password_env or password_file")
+		return r, l.errf(path+".uri", "secrets are never written in the config: take the user name (8 characters or more: it may be a token) out of the uri and give username, and password_env or password_file")
 	case strings.HasPrefix(rr.Branch, "-"):
 		return r, l.errf(path+".branch", "%q must not start with '-'", rr.Branch)
 	}
@@ -578,8 +578,10 @@ func uriPassword(uri string) bool {
 	return ok
 }
 
-// uriHTTPUser says whether an http(s) uri carries a user name, which may be a token.
+// uriHTTPUser says whether an http(s) uri carries a user name long enough to be a
+// token (redact.MinLen or more); a short one (`bot`) is no secret, as everywhere.
 func uriHTTPUser(uri string) bool {
 	u := redact.SplitURL(uri)
-	return u.HTTP() && u.HasUserinfo
+	user, _, _ := u.User()
+	return u.HTTP() && len(user) >= redact.MinLen
 }

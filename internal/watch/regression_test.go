@@ -66,11 +66,12 @@ func TestPasswordInURIIsRejected(t *testing.T) {
 
 // Credentials in a repo's uri are refused however they are written: a password
 // url.Parse cannot parse ('^', '{', '%zz'), with or without a port, and an http(s)
-// user name (it may be a token). An ssh user name is no secret.
+// user name of 8 characters or more (it may be a token). A shorter one, and an ssh
+// user name, is no secret.
 func TestCredentialsInURIAreRefused(t *testing.T) {
 	const (
 		password = "w.yaml:3: repos[0].uri: secrets are never written in the config: take the password out of the uri and give password_env or password_file"
-		user     = "w.yaml:3: repos[0].uri: secrets are never written in the config: take the user name (it may be a token) out of the uri and give username, and password_env or password_file"
+		user     = "w.yaml:3: repos[0].uri: secrets are never written in the config: take the user name (8 characters or more: it may be a token) out of the uri and give username, and password_env or password_file"
 	)
 	for uri, want := range map[string]string{
 		"http://bot:pa^ssword123@127.0.0.1/locks.git":       password,
@@ -80,7 +81,7 @@ func TestCredentialsInURIAreRefused(t *testing.T) {
 		"ssh://bot:pa^ss@git.example.com:22/l.git":          password,
 		"bot:pa^ss@git.example.com:acme/l.git":              password,
 		"https://ghp_SECRETTOKEN123456@git.example.com/l":   user,
-		"https://bot@git.example.com/l.git":                 user,
+		"https://bot@git.example.com/l.git":                 "", // a short user name is no secret
 		"git@github.com:acme/locks.git":                     "",
 		"ssh://git@github.com/acme/locks.git":               "",
 		"https://git.example.com/l.git":                     "",
