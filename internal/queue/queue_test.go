@@ -145,9 +145,6 @@ func TestDescribe(t *testing.T) {
 }
 
 func TestReadTicketsFromACommit(t *testing.T) {
-	testenv.RequireCommand(t, "git")
-	dir := t.TempDir()
-	testenv.Git(t, dir, "init", "-q", "-b", "main")
 	good := tk("abc", 7, 1, time.Minute, "env-1")
 	good.Holder = Holder{Team: "main", Pipeline: "deploy", Job: "test", Build: "41", BuildID: "99"}
 	files := map[string]string{
@@ -167,26 +164,7 @@ func TestReadTicketsFromACommit(t *testing.T) {
 		Path("aws", "late"):  `{"v":1,"id":"late","seq":2,"enqueued":"2026-01-01T00:00:00Z","expires":"9999-12-31T23:59:59-23:59","want":[{"acquire":true}]}`,
 		Path("aws", "early"): `{"v":1,"id":"early","seq":3,"enqueued":"0000-01-01T00:00:00+01:00","expires":"2999-01-01T00:00:00Z","want":[{"acquire":true}]}`,
 	}
-	for p, content := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testenv.Git(t, dir, "add", "-A")
-	testenv.Git(t, dir, "commit", "-q", "-m", "queue")
-	repo, err := gitx.Open(context.Background(), gitx.Options{URL: dir, Branch: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
-	head, err := repo.Head(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, head := commitFiles(t, files)
 	ts, bad, err := Read(context.Background(), repo, head, "aws")
 	if err != nil {
 		t.Fatal(err)
@@ -212,15 +190,32 @@ func TestReadTicketsFromACommit(t *testing.T) {
 }
 
 func TestReadAllReadsEveryQueue(t *testing.T) {
-	testenv.RequireCommand(t, "git")
-	dir := t.TempDir()
-	testenv.Git(t, dir, "init", "-q", "-b", "main")
 	m := multi("m", 2, Want{Acquire: true}, Want{Pool: "gpu", Acquire: true})
 	files := map[string]string{
 		Path("aws", "m"):     string(m.Encode()),
 		Path("gpu", "g1"):    string(tk("g1", 1, 0, 0, "").Encode()),
 		Root + "/stray.json": "{}",
 	}
+	repo, head := commitFiles(t, files)
+	ts, bad, err := ReadAll(context.Background(), repo, head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 2 || ts[0].ID != "g1" || ts[0].Pool != "gpu" || ts[1].ID != "m" || ts[1].Pool != "aws" || !reflect.DeepEqual(ts[1].Want, m.Want) {
+		t.Errorf("tickets %+v", ts)
+	}
+	if len(bad) != 1 || bad[0].Path != Root+"/stray.json" {
+		t.Errorf("unreadable %+v, want the stray file", bad)
+	}
+}
+
+// commitFiles commits files (path → content) as the one commit of branch main of a
+// new repository, and opens it: the repository and its head.
+func commitFiles(t *testing.T, files map[string]string) (*gitx.Repo, string) {
+	t.Helper()
+	testenv.RequireCommand(t, "git")
+	dir := t.TempDir()
+	testenv.Git(t, dir, "init", "-q", "-b", "main")
 	for p, content := range files {
 		full := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -236,19 +231,10 @@ func TestReadAllReadsEveryQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer repo.Close()
+	t.Cleanup(func() { repo.Close() })
 	head, err := repo.Head(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts, bad, err := ReadAll(context.Background(), repo, head)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ts) != 2 || ts[0].ID != "g1" || ts[0].Pool != "gpu" || ts[1].ID != "m" || ts[1].Pool != "aws" || !reflect.DeepEqual(ts[1].Want, m.Want) {
-		t.Errorf("tickets %+v", ts)
-	}
-	if len(bad) != 1 || bad[0].Path != Root+"/stray.json" {
-		t.Errorf("unreadable %+v, want the stray file", bad)
-	}
+	return repo, head
 }
