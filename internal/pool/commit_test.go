@@ -126,7 +126,7 @@ func TestCommits(t *testing.T) {
 			t.Errorf("commit %d: content changed: %s, was %s", i, blob, locks[i].Blob)
 		}
 	}
-	if refs := testenv.Git(t, bare, "for-each-ref", "refs/poolboy"); refs != "" {
+	if refs := testenv.Git(t, bare, "for-each-ref", "--format=%(refname)"); refs != "refs/heads/main" {
 		t.Errorf("refs left behind: %s", refs)
 	}
 	if _, err := Commits(context.Background(), w, head, []Change{{Edits: []Edit{{Path: "a\nb"}}, Msg: "x"}}); err == nil {
