@@ -371,6 +371,7 @@ func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...s
 		r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond))
 	}
 	if err != nil {
+		r.removeTemps(start)
 		e := r.gitError(args, err, stderr.Bytes())
 		switch {
 		case ctx.Err() != nil:
@@ -382,6 +383,23 @@ func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...s
 		return stdout.Bytes(), e
 	}
 	return stdout.Bytes(), nil
+}
+
+// removeTemps deletes the temporary packs that a git command which failed or was
+// stopped left in the clone: index-pack (of a fetch, or of poolboy's own commits)
+// and fast-import write one before they name it, and leave it when they die.
+// Only files made since the command started (with a second's slack for the file
+// system's clock): while poolboy has a clone open, no other git writes in it.
+func (r *Repo) removeTemps(since time.Time) {
+	if r.dir == "" {
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join(r.dir, "objects", "pack", "tmp_*"))
+	for _, f := range files {
+		if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() && fi.ModTime().After(since.Add(-time.Second)) {
+			_ = os.Remove(f)
+		}
+	}
 }
 
 // stallTimeout is how long a network git command may go without a byte of output

@@ -632,3 +632,61 @@ func TestPasswordsThatWouldReachACommandLineAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// blockingReader gives its bytes, then blocks until ctx ends: a pack that stops
+// coming (os/exec waits for a reader that is not a file to return).
+type blockingReader struct {
+	data []byte
+	ctx  context.Context
+}
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	if len(b.data) == 0 {
+		<-b.ctx.Done()
+		return 0, io.ErrUnexpectedEOF
+	}
+	n := copy(p, b.data)
+	b.data = b.data[n:]
+	return n, nil
+}
+
+// A git that fails or is stopped while it writes a pack leaves no temporary pack
+// in the clone: git itself leaves index-pack's tmp_pack_* behind when it dies.
+func TestAFailedOrStoppedGitLeavesNoTemporaryPack(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 1)
+	r := mustOpen(t, Options{URL: "file://" + dir})
+	temps := func() []string {
+		files, _ := filepath.Glob(filepath.Join(r.dir, "objects", "pack", "tmp_*"))
+		return files
+	}
+	header := []byte{'P', 'A', 'C', 'K', 0, 0, 0, 2, 0, 0, 0, 3}
+	// Fails on its own: the pack ends early.
+	if _, err := r.Input(context.Background(), strings.NewReader(string(header)+"x"), nil, "index-pack", "--stdin"); err == nil {
+		t.Fatal("index-pack took a broken pack")
+	}
+	if left := temps(); len(left) > 0 {
+		t.Errorf("after a failed index-pack: %v", left)
+	}
+	// Stopped: the pack stops coming, and the command is cancelled once git has its
+	// temporary file.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Input(ctx, &blockingReader{data: header, ctx: ctx}, nil, "index-pack", "--stdin")
+		done <- err
+	}()
+	for deadline := time.Now().Add(30 * time.Second); len(temps()) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("index-pack made no temporary pack")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("stopped index-pack: %v", err)
+	}
+	if left := temps(); len(left) > 0 {
+		t.Errorf("after a stopped index-pack: %v", left)
+	}
+}

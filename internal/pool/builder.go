@@ -63,9 +63,12 @@ func newBuilder(parent string) (*builder, error) {
 // or could not store in a tree.
 func (b *builder) check(changes []Change) error {
 	for _, c := range changes {
+		if strings.ContainsRune(c.Msg, 0) {
+			return fmt.Errorf("a commit message cannot hold a NUL")
+		}
 		for _, e := range c.Edits {
 			for _, part := range strings.Split(e.Path, "/") {
-				if part == "" || part == "." || part == ".." || strings.EqualFold(part, ".git") || strings.ContainsAny(part, "\n\x00") {
+				if gitRefuses(part) {
 					return fmt.Errorf("path %q cannot be written", e.Path)
 				}
 			}
@@ -85,23 +88,12 @@ func (b *builder) check(changes []Change) error {
 	return nil
 }
 
-// load reads what the edits build on, with two cat-files: the parent's root tree
-// and every directory along an edit's path, and the type of each blob an edit
-// names (a submodule's commit is not in the repository, a lock's blob must be).
+// load reads what the edits build on: the type of the parent's root tree and of
+// each blob an edit names (a submodule's commit is not in the repository, a
+// lock's blob must be), then the directories along the edits' paths, one level a
+// cat-file, each by its id (git reads a path given on a line its own way).
 func (b *builder) load(ctx context.Context, w Writer, parent string, changes []Change) error {
 	names := []string{parent + "^{tree}"}
-	paths := map[string]bool{}
-	for _, c := range changes {
-		for _, e := range c.Edits {
-			for i, ch := range e.Path {
-				if ch == '/' && !paths[e.Path[:i]] {
-					paths[e.Path[:i]] = true
-					names = append(names, parent+":"+e.Path[:i])
-				}
-			}
-		}
-	}
-	dirs := len(names)
 	for _, c := range changes {
 		for _, e := range c.Edits {
 			if e.Blob != "" && e.Mode != "160000" {
@@ -113,33 +105,81 @@ func (b *builder) load(ctx context.Context, w Writer, parent string, changes []C
 	if err != nil {
 		return err
 	}
-	var trees []string
 	for i, info := range infos {
 		switch {
 		case i == 0 && info.typ != "tree":
 			return fmt.Errorf("%s has no tree", parent)
-		case i < dirs && info.typ == "tree":
-			trees = append(trees, info.id)
-		case i >= dirs && info.typ != "blob":
+		case i > 0 && info.typ != "blob":
 			return fmt.Errorf("blob %s is not in the repository", names[i])
 		}
 	}
-	trees = slices.Compact(slices.Sorted(slices.Values(trees)))
-	contents, err := catFile(ctx, w, trees)
-	if err != nil {
-		return err
+	b.root, _ = hex.DecodeString(infos[0].id) // git's own answer
+	level := map[string][]byte{"": b.root}    // directories to read, by path
+	for depth := 1; len(level) > 0; depth++ {
+		ids := slices.Compact(slices.Sorted(func(yield func(string) bool) {
+			for _, id := range level {
+				if !yield(hex.EncodeToString(id)) {
+					return
+				}
+			}
+		}))
+		objs, err := catFile(ctx, w, ids)
+		if err != nil {
+			return err
+		}
+		for i, id := range ids {
+			if objs[i].typ == "tree" {
+				raw, _ := hex.DecodeString(id)
+				b.trees[string(raw)] = objs[i].data
+			}
+		}
+		next := map[string][]byte{}
+		for _, c := range changes {
+			for _, e := range c.Edits {
+				parts := strings.Split(e.Path, "/")
+				if len(parts) <= depth {
+					continue
+				}
+				up, p := strings.Join(parts[:depth-1], "/"), strings.Join(parts[:depth], "/")
+				if _, ok := level[up]; !ok {
+					continue
+				}
+				d, err := b.dir(up, level[up])
+				if err != nil {
+					return err
+				}
+				if i := d.find(parts[depth-1]); i >= 0 && d.entries[i].dir {
+					next[p] = d.entries[i].id(b.size)
+				}
+			}
+		}
+		level = next
 	}
-	for i, id := range trees {
-		raw, _ := hex.DecodeString(id) // git's own answer
-		b.trees[string(raw)] = contents[i]
+	if _, err := b.dir("", b.root); err != nil {
+		return fmt.Errorf("%s: %w", parent, err)
 	}
-	b.root, _ = hex.DecodeString(infos[0].id)
-	root, err := parseTree(b.trees[string(b.root)], b.size)
-	if err != nil {
-		return fmt.Errorf("%s: the root tree: %w", parent, err)
-	}
-	b.dirs[""] = root
 	return nil
+}
+
+// dir is the directory at path p as the parent commit has it, tree id.
+func (b *builder) dir(p string, id []byte) (*dir, error) {
+	if d, ok := b.dirs[p]; ok {
+		return d, nil
+	}
+	data, ok := b.trees[string(id)]
+	if !ok {
+		// An entry says tree, the repository does not have one by that id.
+		return nil, fmt.Errorf("%q: the repository has no tree %x", p, id)
+	}
+	d, err := parseTree(data, b.size)
+	if err != nil {
+		if p == "" {
+			return nil, fmt.Errorf("the root tree: %w", err)
+		}
+		return nil, fmt.Errorf("the tree at %q: %w", p, err)
+	}
+	b.dirs[p] = d
+	return d, nil
 }
 
 // apply makes one edit as git fast-import would: a file put where a directory
@@ -155,7 +195,7 @@ func (b *builder) apply(e Edit) error {
 		switch {
 		case i >= 0 && d.entries[i].dir:
 			var err error
-			if child, err = b.open(d, i, p); err != nil {
+			if child, err = b.dir(p, d.entries[i].id(b.size)); err != nil {
 				return err
 			}
 		case e.Blob == "":
@@ -188,24 +228,6 @@ func (b *builder) apply(e Edit) error {
 		b.dirty[strings.Join(parts[:k], "/")] = true
 	}
 	return nil
-}
-
-// open is the directory at path p, entry i of d, read when first edited.
-func (b *builder) open(d *dir, i int, p string) (*dir, error) {
-	if child, ok := b.dirs[p]; ok {
-		return child, nil
-	}
-	data, ok := b.trees[string(d.entries[i].id(b.size))]
-	if !ok {
-		// The entry says tree, the repository does not have one by that id.
-		return nil, fmt.Errorf("%q: the repository has no tree %x", p, d.entries[i].id(b.size))
-	}
-	child, err := parseTree(data, b.size)
-	if err != nil {
-		return nil, fmt.Errorf("the tree at %q: %w", p, err)
-	}
-	b.dirs[p] = child
-	return child, nil
 }
 
 // remove takes entry i, at path p, out of d, and forgets what was edited below it.
@@ -247,7 +269,8 @@ func (b *builder) writeTrees() []string {
 		at, ok := b.seen[string(id)]
 		switch {
 		case ok:
-		case v.content != nil && v.depth < maxDepth && len(v.content) < 1<<32:
+		case v.content != nil && len(content) > 0 && v.depth < maxDepth && len(v.content) < 1<<32:
+			// (git reads no delta to an empty tree: a delta is 4 bytes at least)
 			at = version{off: b.pack.delta(v.off, v.content, content), depth: v.depth + 1}
 		default:
 			at = version{off: b.pack.whole(objTree, content)}
@@ -326,8 +349,15 @@ func batchCheck(ctx context.Context, w Writer, names []string) ([]objectInfo, er
 	return infos, nil
 }
 
+// object is one answer of cat-file --batch: the type, and the content unless
+// missing or larger than the limit asked.
+type object struct {
+	typ  string
+	data []byte
+}
+
 // catFile reads objects whole with one git cat-file, in order.
-func catFile(ctx context.Context, w Writer, ids []string) ([][]byte, error) {
+func catFile(ctx context.Context, w Writer, ids []string) ([]object, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -339,13 +369,17 @@ func catFile(ctx context.Context, w Writer, ids []string) ([][]byte, error) {
 }
 
 // readBatch reads n answers of cat-file --batch; the content of one larger than
-// limit bytes (when limit ≥ 0) is nil.
-func readBatch(r *bufio.Reader, n, limit int) ([][]byte, error) {
-	data := make([][]byte, n)
+// limit bytes (when limit ≥ 0) is not kept.
+func readBatch(r *bufio.Reader, n, limit int) ([]object, error) {
+	objs := make([]object, n)
 	for i := range n {
 		hdr, err := r.ReadString('\n')
 		if err != nil {
 			return nil, fmt.Errorf("cat-file: %w", err)
+		}
+		if strings.HasSuffix(hdr, " missing\n") {
+			objs[i].typ = "missing"
+			continue
 		}
 		var id, typ string
 		var size int
@@ -356,9 +390,10 @@ func readBatch(r *bufio.Reader, n, limit int) ([][]byte, error) {
 		if _, err := io.ReadFull(r, body); err != nil {
 			return nil, fmt.Errorf("cat-file: %w", err)
 		}
+		objs[i].typ = typ
 		if limit < 0 || size <= limit {
-			data[i] = body[:size]
+			objs[i].data = body[:size]
 		}
 	}
-	return data, nil
+	return objs, nil
 }

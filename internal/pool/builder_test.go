@@ -277,3 +277,141 @@ func TestCommitsTwoWritersInOneRepository(t *testing.T) {
 		t.Errorf("fsck: %s", out)
 	}
 }
+
+// sameAsFastImport runs Commits and fast-import on the same changes, fails on any
+// difference, and checks the last commit with git fsck --strict.
+func sameAsFastImport(t *testing.T, bare string, w Writer, parent string, changes []Change) []string {
+	t.Helper()
+	for i := range changes {
+		if changes[i].Msg == "" {
+			changes[i].Msg = fmt.Sprintf("change %d\n", i)
+		}
+	}
+	want := fastImport(t, w, parent, changes)
+	got, err := Commits(context.Background(), w, parent, changes)
+	if err != nil {
+		t.Fatalf("Commits: %v (fast-import made %d commits)", err, len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("commit %d is %s, fast-import's is %s", i, got[i], want[i])
+		}
+	}
+	testenv.Git(t, bare, "update-ref", "refs/heads/main", got[len(got)-1])
+	if out := testenv.Git(t, bare, "fsck", "--strict", "--no-dangling"); strings.TrimSpace(out) != "" {
+		t.Errorf("fsck: %s", out)
+	}
+	return got
+}
+
+// literalTree stores content as a tree object as it is, as only a tool other than
+// git would write it.
+func literalTree(t *testing.T, bare, content string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "tree")
+	if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(testenv.Git(t, bare, "hash-object", "-t", "tree", "-w", "--literally", f))
+}
+
+// Edits that go through the corners of fast-import's rules, one scenario each,
+// come out as fast-import's commits, in both object formats.
+func TestCommitsScenariosAsFastImport(t *testing.T) {
+	t.Setenv("GIT_AUTHOR_DATE", "1700000000 +0000")
+	t.Setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
+	for _, format := range []string{"sha1", "sha256"} {
+		bare := filepath.Join(t.TempDir(), "r.git")
+		testenv.Git(t, "", "init", "-q", "--bare", "--object-format="+format, bare)
+		w := execWriter{t, bare}
+		// The zero-padded trees in a repository of their own: fsck finds them anywhere.
+		paddedBare := filepath.Join(t.TempDir(), "padded.git")
+		testenv.Git(t, "", "init", "-q", "--bare", "--object-format="+format, paddedBare)
+		pw := execWriter{t, paddedBare}
+		if _, err := WriteBlob(context.Background(), pw, []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		b1, _ := WriteBlob(context.Background(), w, []byte("1"))
+		b2, _ := WriteBlob(context.Background(), w, []byte("2"))
+		m := func(p, blob string) Edit { return Edit{Path: p, Mode: "100644", Blob: blob} }
+		d := func(p string) Edit { return Edit{Path: p} }
+		empty := strings.TrimSpace(testenv.Git(t, bare, "hash-object", "-t", "tree", "-w", "/dev/null"))
+		root := strings.TrimSpace(testenv.Git(t, bare, "commit-tree", "-m", "root", empty))
+		seed := fastImport(t, w, root, []Change{{Edits: []Edit{
+			m("p/claimed/a", b1), m("p/claimed/b", b1), m("p/unclaimed/c", b1), m("a/a/a", b1), m("a-b", b1), m("a.b/a", b1), m("q/q/q/q", b2),
+		}, Msg: "seed\n"}})[0]
+		raw := func(id string) string {
+			var r []byte
+			if _, err := fmt.Sscanf(id, "%x", &r); err != nil {
+				t.Fatal(err)
+			}
+			return string(r)
+		}
+		sub := literalTree(t, paddedBare, "100644 f\x00"+raw(b1))
+		padded := strings.TrimSpace(testenv.Git(t, paddedBare, "commit-tree", "-m", "padded",
+			literalTree(t, paddedBare, "040000 d\x00"+raw(sub)+"0100644 g\x00"+raw(b1))))
+		crSeed := fastImport(t, w, root, []Change{{Edits: []Edit{m("pool\r/claimed/a", b1), m("pool/claimed/b", b1)}, Msg: "seed\n"}})[0]
+		var backAndForth []Change
+		for i := range 120 { // two trees over and over: objects the pack has already
+			from, to := "p/claimed/a", "p/unclaimed/a"
+			if i%2 == 1 {
+				from, to = to, from
+			}
+			backAndForth = append(backAndForth, Change{Edits: []Edit{d(from), m(to, b1)}})
+		}
+		for _, c := range []struct {
+			name    string
+			parent  string
+			changes []Change
+		}{
+			{"a directory deleted and written under, then again", seed, []Change{
+				{Edits: []Edit{d("p/claimed"), m("p/claimed/x", b2)}}, {Edits: []Edit{m("p/claimed/y", b2)}}}},
+			{"a directory, a file, nothing, a deep directory", seed, []Change{
+				{Edits: []Edit{d("p"), m("p", b1), d("p"), m("p/claimed/z/w", b1)}}}},
+			{"files and directories swapped at depth", seed, []Change{
+				{Edits: []Edit{m("a/a", b2), m("a/a/a/a/a", b1)}}, {Edits: []Edit{m("q/q/q", b1)}}, {Edits: []Edit{m("q/q/q/q", b2)}}}},
+			{"one path edited thrice in a commit", seed, []Change{
+				{Edits: []Edit{m("a/a/a", b1), m("a/a/a", b1), m("a/a/a", b2), d("x/y")}}}},
+			{"the root emptied after a commit that rewrote it", seed, []Change{
+				{Edits: []Edit{m("r", b1)}}, {Edits: []Edit{d("a"), d("a-b"), d("a.b"), d("p"), d("q"), d("r")}}, {Edits: []Edit{d("nothing")}},
+				{Edits: []Edit{m("a/a/a", b1)}}}},
+			{"a lock moved back and forth", seed, backAndForth},
+			{"a directory name ending in a carriage return", crSeed, []Change{
+				{Edits: []Edit{d("pool\r/claimed/a"), m("pool\r/unclaimed/a", b1)}}}},
+		} {
+			t.Run(format+"/"+c.name, func(t *testing.T) { sameAsFastImport(t, bare, w, c.parent, c.changes) })
+		}
+		t.Run(format+"/a zero-padded mode in the parent", func(t *testing.T) {
+			// Only the trees written are canonical (fsck still finds the parent's), so no fsck.
+			changes := []Change{{Edits: []Edit{m("h", b1)}, Msg: "x\n"}}
+			got, err := Commits(context.Background(), pw, padded, changes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fastImport(t, pw, padded, changes); got[0] != want[0] {
+				t.Fatalf("commit %s, fast-import's %s", got[0], want[0])
+			}
+		})
+	}
+}
+
+// Paths git refuses in a tree (fsck's hasDotgit as HFS+ and NTFS read .git) are
+// never written, and a commit message with a NUL is refused (fsck's nulInCommit).
+func TestCommitsRefuseWhatFsckRefuses(t *testing.T) {
+	bare, head, locks := lockTree(t, 1, 1)
+	w := execWriter{t, bare}
+	for _, name := range []string{".git.", ".git ", "git~1", "GIT~1", ".git\u200c", "\u200d.Git", `x\.git`, ".git::$INDEX_ALLOCATION"} {
+		_, err := Commits(context.Background(), w, head, []Change{{Edits: []Edit{{Path: "p/" + name + "/x", Mode: "100644", Blob: locks[0].Blob}}, Msg: "x\n"}})
+		if err == nil || !strings.Contains(err.Error(), "cannot be written") {
+			t.Errorf("%q: error %v", name, err)
+		}
+	}
+	for _, name := range []string{".gitkeep", "git~2", ".gitx", "git", "a.git"} {
+		if gitRefuses(name) {
+			t.Errorf("%q refused", name)
+		}
+	}
+	if _, err := Commits(context.Background(), w, head, []Change{{Edits: Move(locks[0], false), Msg: "a\x00b\n"}}); err == nil || !strings.Contains(err.Error(), "NUL") {
+		t.Errorf("a NUL in a message: error %v", err)
+	}
+}

@@ -127,7 +127,15 @@ func CatBlobs(ctx context.Context, w Writer, blobs []string, limit int) ([][]byt
 	if err != nil {
 		return nil, err
 	}
-	return readBatch(bufio.NewReader(bytes.NewReader(out)), len(blobs), limit)
+	objs, err := readBatch(bufio.NewReader(bytes.NewReader(out)), len(blobs), limit)
+	if err != nil {
+		return nil, err
+	}
+	data := make([][]byte, len(objs))
+	for i, o := range objs {
+		data[i] = o.data
+	}
+	return data, nil
 }
 
 // WriteBlob stores data as a blob, byte for byte (no filters), and returns its id.

@@ -241,6 +241,8 @@ func ValidName(name string) error {
 		return errors.New("lock name contains a control character")
 	case strings.TrimSpace(name) != name:
 		return errors.New("lock name starts or ends with white space")
+	case gitRefuses(name):
+		return errors.New("lock name is one git refuses in a path (.git as NTFS reads it)")
 	}
 	return nil
 }

@@ -480,6 +480,8 @@ func TestValidName(t *testing.T) {
 		{"trailing space", "env-1 ", "white space"},
 		{"trailing no-break space", "env-1\u00a0", "white space"},
 		{"leading ideographic space", "\u3000env-1", "white space"},
+		{"NTFS's short name of .git", "GIT~1", "git refuses"},
+		{"NTFS's .git after a backslash", `a\.git`, "git refuses"},
 		{"255 bytes", strings.Repeat("a", 255), ""},
 		{"normal", "env-1", ""},
 		{"dots inside", "env.1..2", ""},

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // entry is one line of a tree object, kept as the tree stores it.
@@ -23,6 +24,32 @@ func newEntry(mode, name string, id []byte) entry {
 	raw := make([]byte, 0, len(mode)+len(name)+2+len(id))
 	raw = append(append(append(append(raw, mode...), ' '), name...), 0)
 	return entry{raw: append(raw, id...), name: name, dir: mode == treeMode}
+}
+
+// gitRefuses says whether git refuses part as a component of a path in a tree:
+// empty, "." and "..", a NUL or a line break (no tree or commit can say it), and
+// what fsck calls .git: ".git" as HFS+ reads it (with invisible format characters
+// anywhere) and as NTFS does (with trailing dots or spaces, an alternate stream
+// ":…", "git~1", after a backslash). Checkouts refuse such paths, servers refuse
+// their pushes.
+func gitRefuses(part string) bool {
+	if part == "" || part == "." || part == ".." || strings.ContainsAny(part, "\n\x00") {
+		return true
+	}
+	visible := strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, part)
+	for _, s := range strings.Split(visible, "\\") {
+		s, _, _ = strings.Cut(s, ":")
+		s = strings.TrimRight(s, ". ")
+		if strings.EqualFold(s, ".git") || strings.EqualFold(s, "git~1") {
+			return true
+		}
+	}
+	return false
 }
 
 // treeMode is how a tree object writes a subtree's mode (no leading zero).
@@ -74,6 +101,10 @@ func parseTree(data []byte, size int) (*dir, error) {
 			return nil, fmt.Errorf("a tree entry has mode %q", data[:sp])
 		}
 		e := entry{raw: data[: nul+1+size : nul+1+size], name: string(data[sp+1 : nul]), dir: mode&0o170000 == 0o040000}
+		if text := strconv.FormatUint(mode, 8); text != string(data[:sp]) {
+			// A zero-padded mode ("040000"): written as git writes it, as fast-import does.
+			e.raw = newEntry(text, e.name, e.raw[len(e.raw)-size:]).raw
+		}
 		if n := len(d.entries); n > 0 {
 			last := d.entries[n-1]
 			if order(last.name, last.dir, e.name, e.dir) >= 0 || last.name == e.name {
