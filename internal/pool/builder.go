@@ -17,10 +17,10 @@ import (
 )
 
 // builder edits the trees of a chain of commits in memory and writes the versions
-// into a pack. Invariants: dirs holds every directory edited so far, by path ("" is
-// the root); a directory entry with no dirs entry is as it was in the parent
-// commit, so its content is in trees; dirty are the directories changed since
-// their last version was written, each with all its parents.
+// into a pack. Invariants: dirs holds every directory read or edited so far, by
+// path ("" is the root); a directory entry with no dirs entry is as it was in the
+// parent commit, so its content is in trees; dirty are the directories changed
+// since their last version was written, each with all its parents.
 type builder struct {
 	sum   func() hash.Hash
 	size  int // bytes of an object id
