@@ -240,7 +240,7 @@ func (b *builder) remove(d *dir, i int, p string) {
 			}
 		}
 	}
-	d.entries = slices.Delete(d.entries, i, i+1)
+	d.remove(i)
 }
 
 // writeTrees writes the new version of every changed directory, deepest first so
@@ -264,7 +264,7 @@ func (b *builder) writeTrees() []string {
 			v = &version{}
 			b.last[p] = v
 		}
-		content := b.dirs[p].content(v.spare)
+		content := append(v.spare[:0], b.dirs[p].bytes...)
 		id := b.hash("tree", content)
 		at, ok := b.seen[string(id)]
 		switch {
@@ -289,7 +289,7 @@ func (b *builder) writeTrees() []string {
 			up, name = p[:i], p[i+1:]
 		}
 		d := b.dirs[up]
-		copy(d.entries[d.find(name)].id(b.size), id)
+		d.setID(d.find(name), id)
 	}
 	return wrote
 }

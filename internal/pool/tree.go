@@ -79,9 +79,12 @@ func after(s string, n int, dir bool) byte {
 	return 0
 }
 
-// dir is one directory being edited: its entries in git's order.
+// dir is one directory being edited: its entries in git's order, and the tree
+// object's content they make, kept in step with them (a lock's move changes one
+// entry of thousands: the content is spliced, not written again).
 type dir struct {
 	entries []entry
+	bytes   []byte
 }
 
 // parseTree reads a tree object's content, refusing one that git itself would call
@@ -114,6 +117,9 @@ func parseTree(data []byte, size int) (*dir, error) {
 		d.entries = append(d.entries, e)
 		data = data[nul+1+size:]
 	}
+	for _, e := range d.entries {
+		d.bytes = append(d.bytes, e.raw...)
+	}
 	for i, e := range d.entries {
 		if e.dir && d.find(e.name) != i { // find looks for a file of that name first
 			return nil, fmt.Errorf("tree entry %q is named twice", e.name)
@@ -138,14 +144,29 @@ func (d *dir) find(name string) int {
 // put adds e in its place; an entry of the same name must have been removed.
 func (d *dir) put(e entry) {
 	i, _ := slices.BinarySearchFunc(d.entries, e, func(a, b entry) int { return order(a.name, a.dir, b.name, b.dir) })
+	d.bytes = slices.Insert(d.bytes, d.offset(i), e.raw...)
 	d.entries = slices.Insert(d.entries, i, e)
 }
 
-// content is the tree object's content, written into buf's storage.
-func (d *dir) content(buf []byte) []byte {
-	buf = buf[:0]
-	for i := range d.entries {
-		buf = append(buf, d.entries[i].raw...)
+// remove takes entry i out.
+func (d *dir) remove(i int) {
+	off := d.offset(i)
+	d.bytes = slices.Delete(d.bytes, off, off+len(d.entries[i].raw))
+	d.entries = slices.Delete(d.entries, i, i+1)
+}
+
+// setID gives entry i, a subdirectory, its new version's id.
+func (d *dir) setID(i int, id []byte) {
+	e := &d.entries[i]
+	copy(e.id(len(id)), id)
+	copy(d.bytes[d.offset(i)+len(e.raw)-len(id):], id)
+}
+
+// offset is where entry i starts in the content.
+func (d *dir) offset(i int) int {
+	n := 0
+	for _, e := range d.entries[:i] {
+		n += len(e.raw)
 	}
-	return buf
+	return n
 }
