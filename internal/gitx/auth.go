@@ -145,6 +145,10 @@ func (r *Repo) prepareAuth() error {
 	}
 	// The stall bound comes first, so the pool resource's git_config can change it.
 	config := append(lowSpeed(), r.opts.GitConfig...)
+	// git's automatic upkeep (a fetch's gc --auto) runs inside the command that
+	// starts it, not detached: bounded and stopped with it, and never writing in
+	// the clone beside poolboy's next command.
+	config = append(config, ConfigEntry{"gc.autoDetach", "false"}, ConfigEntry{"maintenance.autoDetach", "false"})
 	if a.Username != "" || a.Password != "" {
 		user, err := secret("username", []byte(a.Username))
 		if err != nil {

@@ -357,6 +357,7 @@ func (r *Repo) Stream(ctx context.Context, fn func(io.Reader) error, args ...str
 func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...string) ([]byte, error) {
 	gctx, quiet := watchSilence(ctx, silenceBound(args[0]))
 	defer quiet.stop()
+	temps := r.temps(args[0])
 	cmd := r.command(gctx, env, args...)
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
@@ -371,7 +372,7 @@ func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...s
 		r.log.Debug("git", "args", r.redactArgs(args), "took", time.Since(start).Round(time.Millisecond))
 	}
 	if err != nil {
-		r.removeTemps(start)
+		r.removeTemps(args[0], temps)
 		e := r.gitError(args, err, stderr.Bytes())
 		switch {
 		case ctx.Err() != nil:
@@ -385,18 +386,37 @@ func (r *Repo) run(ctx context.Context, stdin io.Reader, env []string, args ...s
 	return stdout.Bytes(), nil
 }
 
-// removeTemps deletes the temporary packs that a git command which failed or was
-// stopped left in the clone: index-pack (of a fetch, or of poolboy's own commits)
-// and fast-import write one before they name it, and leave it when they die.
-// Only files made since the command started (with a second's slack for the file
-// system's clock): while poolboy has a clone open, no other git writes in it.
-func (r *Repo) removeTemps(since time.Time) {
-	if r.dir == "" {
+// packWriters are the commands poolboy runs that write a pack into the clone
+// under a temporary name first (a fetch through its index-pack, and the gc --auto
+// it may run) and leave it there when they fail or die.
+var packWriters = map[string]bool{"fetch": true, "index-pack": true}
+
+// temps lists the temporary pack files in the clone before cmd runs, when cmd
+// writes packs.
+func (r *Repo) temps(cmd string) map[string]bool {
+	if r.dir == "" || !packWriters[cmd] {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, pattern := range []string{"tmp_*", ".tmp-*"} {
+		files, _ := filepath.Glob(filepath.Join(r.dir, "objects", "pack", pattern))
+		for _, f := range files {
+			seen[f] = true
+		}
+	}
+	return seen
+}
+
+// removeTemps deletes the temporary pack files that cmd, failed or stopped, left
+// in the clone: those that were not there before it (before, from temps). No
+// other git writes in the clone meanwhile: the cache is locked, and git's upkeep
+// runs inside the command that starts it.
+func (r *Repo) removeTemps(cmd string, before map[string]bool) {
+	if before == nil {
 		return
 	}
-	files, _ := filepath.Glob(filepath.Join(r.dir, "objects", "pack", "tmp_*"))
-	for _, f := range files {
-		if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() && fi.ModTime().After(since.Add(-time.Second)) {
+	for f := range r.temps(cmd) {
+		if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() && !before[f] {
 			_ = os.Remove(f)
 		}
 	}

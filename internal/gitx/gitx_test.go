@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -688,5 +689,50 @@ func TestAFailedOrStoppedGitLeavesNoTemporaryPack(t *testing.T) {
 	}
 	if left := temps(); len(left) > 0 {
 		t.Errorf("after a stopped index-pack: %v", left)
+	}
+}
+
+// Another git's temporary pack in the clone (git's own upkeep, were it ever to run
+// beside poolboy) survives poolboy's failing commands, and git's upkeep never runs
+// detached from the command that starts it.
+func TestAFailedGitLeavesAnotherGitsTemporaryPack(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 1)
+	r := mustOpen(t, Options{URL: "file://" + dir})
+	for _, key := range []string{"gc.autoDetach", "maintenance.autoDetach"} {
+		if out, err := r.Output(context.Background(), "config", "--get", key); err != nil || strings.TrimSpace(string(out)) != "false" {
+			t.Errorf("%s: %q, %v", key, out, err)
+		}
+	}
+	other := exec.Command("git", "index-pack", "--stdin")
+	other.Env = append(os.Environ(), "GIT_DIR="+r.dir)
+	in, err := other.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { in.Close(); _ = other.Wait() }()
+	if _, err := in.Write([]byte{'P', 'A', 'C', 'K', 0, 0, 0, 2, 0, 0, 0, 3}); err != nil {
+		t.Fatal(err)
+	}
+	var theirs []string
+	for deadline := time.Now().Add(30 * time.Second); len(theirs) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the other git made no temporary pack")
+		}
+		theirs, _ = filepath.Glob(filepath.Join(r.dir, "objects", "pack", "tmp_*"))
+	}
+	// A command that fails as a matter of course, and one that writes packs.
+	if _, err := r.Output(context.Background(), "rev-parse", "--verify", "--quiet", "refs/heads/nothing"); err == nil {
+		t.Fatal("rev-parse found refs/heads/nothing")
+	}
+	if _, err := r.Input(context.Background(), strings.NewReader("PACK"), nil, "index-pack", "--stdin"); err == nil {
+		t.Fatal("index-pack took a broken pack")
+	}
+	for _, f := range theirs {
+		if _, err := os.Lstat(f); err != nil {
+			t.Errorf("the other git's %s: %v", filepath.Base(f), err)
+		}
 	}
 }
