@@ -112,10 +112,16 @@ Exit status: 0 done (including nothing to clean), 1 the run failed, 2 bad usage.
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	// `poolboy reap --repo X`: the mistake is the command, not the flag (which only
-	// some commands have).
-	root.FParseErrWhitelist.UnknownFlags = true
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		// `poolboy reap --repo X`: the mistake is the command, not the flag (which
+		// only some commands have). `poolboy --verbsoe clean`: the flag.
+		if args := c.Flags().Args(); c == root && len(args) > 0 {
+			if sub, _, ferr := root.Find(args[:1]); ferr != nil || sub == root {
+				return noArgs(root, args[:1])
+			}
+		}
+		return usageError{err}
+	})
 
 	f := root.PersistentFlags()
 	f.BoolVar(&o.verbose, "verbose", false, "log every git command and decision to stderr")

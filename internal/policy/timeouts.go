@@ -53,7 +53,10 @@ func ParseTimeouts(spec string) (Timeouts, error) {
 func parseTimeout(s string) (time.Duration, error) {
 	var d time.Duration
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n > int64(1<<63-1)/int64(time.Minute) {
+		switch {
+		case n <= 0: // before the multiplication, which a large negative n overflows
+			return 0, fmt.Errorf("timeout %q must be positive", s)
+		case n > int64(1<<63-1)/int64(time.Minute):
 			return 0, fmt.Errorf("timeout %q is too large", s)
 		}
 		d = time.Duration(n) * time.Minute
@@ -62,6 +65,10 @@ func parseTimeout(s string) (time.Duration, error) {
 	}
 	if d <= 0 {
 		return 0, fmt.Errorf("timeout %q must be positive", s)
+	}
+	if d < time.Second {
+		// Shown and compared in whole seconds: "0s" would free every lock.
+		return 0, fmt.Errorf("timeout %q must be at least a second", s)
 	}
 	return d, nil
 }
