@@ -41,9 +41,11 @@ type Person struct {
 func Release(ctx context.Context, repo Repo, cfg Config, poolName, lock string, who Person) (*Done, error) {
 	cfg.defaults()
 	return change(ctx, repo, cfg, poolName, lock, func(l LockReport, _ *Report) (pool.Change, error) {
-		switch l.Verdict.State {
-		case policy.Broken, policy.Unknown, policy.Alive:
-			return pool.Change{}, &RefusedError{fmt.Sprintf("%s/%s not released: %s", poolName, lock, l.Verdict.Reason)}
+		for _, v := range []policy.Verdict{l.Verdict, l.unheld} {
+			switch v.State {
+			case policy.Broken, policy.Unknown, policy.Alive:
+				return pool.Change{}, &RefusedError{fmt.Sprintf("%s/%s not released: %s", poolName, lock, v.Reason)}
+			}
 		}
 		l.ReapTo = ""
 		l.Verdict.Rule = "manual"
@@ -104,6 +106,9 @@ func change(ctx context.Context, repo Repo, cfg Config, poolName, lock string, p
 		if err != nil {
 			return l, pool.Change{}, err
 		}
+		if l.ClaimCommit == "" {
+			return l, pool.Change{}, &RefusedError{fmt.Sprintf("%s/%s: %s", poolName, lock, l.Verdict.Reason)}
+		}
 		if first == "" {
 			first = l.ClaimCommit
 		} else if l.ClaimCommit != first {
@@ -133,10 +138,15 @@ func target(rep *Report, poolName, lock string, claimed bool) (LockReport, error
 	}
 	free := slices.ContainsFunc(p.Unclaimed, func(l pool.Lock) bool { return l.Name == lock })
 	switch {
-	case free && claimed:
+	case claimed && p.Broken[lock] != "":
+		return LockReport{}, &RefusedError{fmt.Sprintf("%s/%s: not touched: %s", poolName, lock, p.Broken[lock])}
+	case claimed && free:
 		return LockReport{}, &RefusedError{fmt.Sprintf("%s/%s is not claimed", poolName, lock)}
 	case !free && !rep.holds.File(poolName, lock):
 		return LockReport{}, &RefusedError{fmt.Sprintf("pool %s has no lock %s", poolName, lock)}
+	case claimed:
+		// Only unhold acts on a lock that is gone, to end its hold.
+		return LockReport{}, &RefusedError{fmt.Sprintf("pool %s has no lock %s (only its hold file is left)", poolName, lock)}
 	}
 	return LockReport{Pool: poolName, Name: lock}, nil
 }

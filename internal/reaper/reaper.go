@@ -116,6 +116,9 @@ type LockReport struct {
 	lock     pool.Lock
 	timeout  time.Duration
 	holdFile bool // a hold file exists for this lock (any claim): a free deletes it
+	// unheld is the verdict without the hold, when there is one: a hold keeps a
+	// lock from reaps, it is no evidence that its build ended.
+	unheld policy.Verdict
 }
 
 // PoolReport is one pool.
@@ -310,7 +313,7 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 			if h := lr.Hold; h != nil {
 				hold = &policy.Hold{Until: h.Until, By: h.By, Reason: h.Reason}
 			}
-			lr.Verdict = policy.Decide(policy.Input{
+			in := policy.Input{
 				Now:           now,
 				ClaimFound:    ok,
 				ClaimedAt:     c.Time,
@@ -319,7 +322,10 @@ func decide(cfg Config, snap *pool.Snapshot, found claims.Result, evidence map[s
 				Build:         lr.Build,
 				ReapSucceeded: cfg.ReapSucceeded[p.Name],
 				Hold:          hold,
-			})
+			}
+			lr.Verdict = policy.Decide(in)
+			in.Hold = nil
+			lr.unheld = policy.Decide(in)
 			if lr.Verdict.Reap() {
 				pr.Stale++
 			}
