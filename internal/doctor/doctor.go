@@ -30,6 +30,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/claims"
 	"github.com/poolboy-ci/poolboy/internal/commitmsg"
 	"github.com/poolboy-ci/poolboy/internal/gitx"
+	"github.com/poolboy-ci/poolboy/internal/holds"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/policy"
 	"github.com/poolboy-ci/poolboy/internal/pool"
@@ -319,7 +320,11 @@ func inspect(ctx context.Context, repo Repo, cfg Config, head string) ([]Finding
 		}
 		conflicts = append(conflicts, f)
 	}
-	decideBoth(ctx, cfg, snap, found, both)
+	held, err := holds.Read(ctx, repo, head)
+	if err != nil {
+		return nil, err
+	}
+	decideBoth(ctx, cfg, snap, found, held, both)
 	// By pool; within one, repairs of its directories come before its locks', and
 	// each kind in natural order of its paths (env-2 before env-10).
 	byPath := func(a, b Finding) int { return pool.CompareNames(a.Path, b.Path) }
@@ -339,8 +344,10 @@ func inspect(ctx context.Context, repo Repo, cfg Config, head string) ([]Finding
 }
 
 // decideBoth decides each lock in both states: its claimed copy is removed when
-// that claim has no live holder and both copies are the same file.
-func decideBoth(ctx context.Context, cfg Config, snap *pool.Snapshot, found claims.Result, both []Finding) {
+// that claim has no live holder and both copies are the same file. As clean
+// decides: a hold on the claim keeps it, and a claim of several locks at once,
+// which clean keeps whole while any of its locks is kept, is for a person.
+func decideBoth(ctx context.Context, cfg Config, snap *pool.Snapshot, found claims.Result, held *holds.Set, both []Finding) {
 	var owned []liveness.Claim
 	for _, f := range both {
 		if c, ok := found.Claims[f.Path]; ok {
@@ -376,9 +383,20 @@ func decideBoth(ctx context.Context, cfg Config, snap *pool.Snapshot, found clai
 			f.Commands = keepClaim
 			continue
 		}
-		owner := commitmsg.Parse(c.Message).Owner
+		parsed := commitmsg.Parse(c.Message)
+		owner := parsed.Owner
+		if len(parsed.Locks) > 1 {
+			f.Ambiguous = "the claim (" + short(c.Commit) + ", " + owner.String() + ") took " + strconv.Itoa(len(parsed.Locks)) +
+				" locks at once, which clean keeps together while any of them is kept: which copy goes is for a person to say"
+			f.Commands = keepClaim
+			continue
+		}
+		var hold *policy.Hold
+		if h, ok := held.Of(f.Pool, f.Lock); ok && h.Claim == c.Commit {
+			hold = &policy.Hold{Until: h.Until, By: h.By, Reason: h.Reason}
+		}
 		v := policy.Decide(policy.Input{Now: now, ClaimFound: true, ClaimedAt: c.Time, Timeout: cfg.Timeouts[f.Pool],
-			Build: evidence[c.Commit], ReapSucceeded: cfg.ReapSucceeded[f.Pool]})
+			Build: evidence[c.Commit], ReapSucceeded: cfg.ReapSucceeded[f.Pool], Hold: hold})
 		switch {
 		case !v.Reap():
 			f.Ambiguous = "the claim (" + short(c.Commit) + ", " + owner.String() + ") may still be held: " + v.Reason
@@ -444,7 +462,9 @@ func gitkeeps(ctx context.Context, repo Repo, head string, snap *pool.Snapshot) 
 	}
 	for _, rec := range bytes.Split(out, []byte{0}) {
 		meta, path, ok := bytes.Cut(rec, []byte{'\t'})
-		if ok && bytes.Contains(meta, []byte(" blob ")) {
+		// Whatever is there (a directory, a symlink) keeps the directory in git
+		// too, and writing a file over it would delete it.
+		if ok && len(meta) > 0 {
 			have[string(path)] = true
 		}
 	}
