@@ -713,6 +713,10 @@ func (r *Repo) clone(ctx context.Context, dir string) error {
 		return err
 	}
 	if len(bytes.TrimSpace(refs)) == 0 {
+		if r.opts.Branch != "" {
+			// clone --branch takes a tag too, and then brings no branch.
+			return fmt.Errorf("branch %q does not exist in %s (a tag of that name does; locks live on a branch)", r.opts.Branch, r.URL())
+		}
 		return fmt.Errorf("%s: %w", r.URL(), ErrEmpty)
 	}
 	head, err := r.Output(ctx, "symbolic-ref", "--short", "HEAD")

@@ -736,3 +736,14 @@ func TestAFailedGitLeavesAnotherGitsTemporaryPack(t *testing.T) {
 		}
 	}
 }
+
+// --branch naming a tag (git clone --branch takes one) says so, not that the
+// repository is empty.
+func TestABranchThatIsATagIsNamed(t *testing.T) {
+	dir := remote(t, t.TempDir(), "locks.git", "main", 1)
+	testenv.Git(t, dir, "tag", "v1", "main")
+	_, err := Open(context.Background(), Options{URL: "file://" + dir, Branch: "v1"})
+	if err == nil || !strings.Contains(err.Error(), `branch "v1" does not exist`) || errors.Is(err, ErrEmpty) {
+		t.Errorf("error %v", err)
+	}
+}
