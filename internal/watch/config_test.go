@@ -189,10 +189,11 @@ func TestReadTokenConfig(t *testing.T) {
 	if cfg, err := Parse("watch.yaml", []byte(base), fakeEnv(nil)); err != nil || cfg.ReadToken != nil {
 		t.Errorf("no read token configured: %q, %v", cfg.ReadToken, err)
 	}
+	missing := filepath.Join(t.TempDir(), "no-such-token")
 	for yaml, want := range map[string]string{
-		"read_token_env: NOPE\n" + base:          "watch.yaml:1: read_token_env: environment variable NOPE is not set or empty",
-		"read_token: hunter2\n" + base:           "watch.yaml:1: read_token: secrets are never written in the config",
-		"read_token_file: /nonexistent\n" + base: "watch.yaml:1: read_token_file: open /nonexistent",
+		"read_token_env: NOPE\n" + base:             "watch.yaml:1: read_token_env: environment variable NOPE is not set or empty",
+		"read_token: hunter2\n" + base:              "watch.yaml:1: read_token: secrets are never written in the config",
+		"read_token_file: " + missing + "\n" + base: "watch.yaml:1: read_token_file: open " + missing,
 	} {
 		_, err := Parse("watch.yaml", []byte(yaml), fakeEnv(nil))
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
