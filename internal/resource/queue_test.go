@@ -244,7 +244,7 @@ func TestQueueDeadTicketAtTheHeadExpires(t *testing.T) {
 	bare := newRepo(t, []string{"aws"}, lock{pool: "aws", name: "env-1"})
 	now := time.Now()
 	holder := queue.Holder{Team: "main", Pipeline: "deploy", Job: "test", Build: "41", BuildID: "41"}
-	dead := queue.Ticket{ID: "dead", Seq: 1, Enqueued: now.Add(-time.Minute), Expires: now.Add(2 * time.Second),
+	dead := queue.Ticket{ID: "dead", Seq: 1, Enqueued: now.Add(-time.Minute), Expires: now.Add(5 * time.Second),
 		Want: []queue.Want{{Acquire: true}}, Holder: holder}
 	long := queue.Ticket{ID: "long", Seq: 0, Enqueued: now.Add(-time.Hour), Expires: now.Add(-time.Minute),
 		Want: []queue.Want{{Acquire: true}}, Holder: holder}
