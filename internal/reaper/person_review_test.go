@@ -12,6 +12,7 @@ import (
 	"github.com/poolboy-ci/poolboy/internal/concourse"
 	"github.com/poolboy-ci/poolboy/internal/fakeconcourse"
 	"github.com/poolboy-ci/poolboy/internal/fixture"
+	"github.com/poolboy-ci/poolboy/internal/gitx"
 	"github.com/poolboy-ci/poolboy/internal/liveness"
 	"github.com/poolboy-ci/poolboy/internal/reaper"
 	"github.com/poolboy-ci/poolboy/internal/testenv"
@@ -53,25 +54,35 @@ func TestReleaseRefusesAHeldLockWhoseBuildIsRunning(t *testing.T) {
 	}
 }
 
+// heldThenChanged holds aws/env-1, then another clone changes the lock (edit, in
+// its work tree, then commit msg) and pushes; repo has fetched it.
+func heldThenChanged(t *testing.T, msg string, edit func(dir string)) (repo *gitx.Repo, other *testenv.Clone) {
+	t.Helper()
+	url, _ := lockRepo(t)
+	other = testenv.NewClone(t, url, "main")
+	repo = open(t, url)
+	if _, err := reaper.Hold(context.Background(), repo, config(), "aws", "env-1", time.Hour, ann); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Git(t, other.Dir, "pull", "-q", "--ff-only", "origin", "main")
+	testenv.Git(t, other.Dir, "rm", "-q", "aws/claimed/env-1")
+	edit(other.Dir)
+	testenv.Git(t, other.Dir, "add", "-A")
+	testenv.Git(t, other.Dir, "commit", "-q", "-m", msg)
+	testenv.Git(t, other.Dir, "push", "-q", "origin", "HEAD:main")
+	if _, err := repo.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return repo, other
+}
+
 // env-1 is removed from the pool (the upstream resource's "removing: env-1"),
 // leaving its hold file behind. hold and release must refuse: the lock is not
 // claimed (it does not exist).
 func TestHoldAndReleaseRefuseALockGoneWithItsHoldFileLeft(t *testing.T) {
 	for _, do := range []string{"hold", "release"} {
 		t.Run(do, func(t *testing.T) {
-			url, _ := lockRepo(t)
-			other := testenv.NewClone(t, url, "main")
-			repo := open(t, url)
-			if _, err := reaper.Hold(context.Background(), repo, config(), "aws", "env-1", time.Hour, ann); err != nil {
-				t.Fatal(err)
-			}
-			testenv.Git(t, other.Dir, "pull", "-q", "--ff-only", "origin", "main")
-			testenv.Git(t, other.Dir, "rm", "-q", "aws/claimed/env-1")
-			testenv.Git(t, other.Dir, "commit", "-q", "-m", "removing: env-1")
-			testenv.Git(t, other.Dir, "push", "-q", "origin", "HEAD:main")
-			if _, err := repo.Fetch(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			repo, other := heldThenChanged(t, "removing: env-1", func(string) {})
 			before := other.RemoteHead(t)
 			var err error
 			if do == "hold" {
@@ -79,7 +90,6 @@ func TestHoldAndReleaseRefuseALockGoneWithItsHoldFileLeft(t *testing.T) {
 			} else {
 				_, err = reaper.Release(context.Background(), repo, config(), "aws", "env-1", ann)
 			}
-			t.Logf("err = %v", err)
 			var refused *reaper.RefusedError
 			if !errors.As(err, &refused) {
 				t.Errorf("want a RefusedError (lock not claimed), got %v", err)
@@ -95,23 +105,11 @@ func TestHoldAndReleaseRefuseALockGoneWithItsHoldFileLeft(t *testing.T) {
 // aws/claimed/env-1 becomes a symlink (an integrity problem) after it was held:
 // README: hold "refuses ... one with an integrity problem".
 func TestHoldRefusesASymlinkLockWithAHoldFile(t *testing.T) {
-	url, _ := lockRepo(t)
-	other := testenv.NewClone(t, url, "main")
-	repo := open(t, url)
-	if _, err := reaper.Hold(context.Background(), repo, config(), "aws", "env-1", time.Hour, ann); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Git(t, other.Dir, "pull", "-q", "--ff-only", "origin", "main")
-	testenv.Git(t, other.Dir, "rm", "-q", "aws/claimed/env-1")
-	if err := os.Symlink("/etc/passwd", filepath.Join(other.Dir, "aws/claimed/env-1")); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Git(t, other.Dir, "add", "-A")
-	testenv.Git(t, other.Dir, "commit", "-q", "-m", "symlink")
-	testenv.Git(t, other.Dir, "push", "-q", "origin", "HEAD:main")
-	if _, err := repo.Fetch(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	repo, other := heldThenChanged(t, "symlink", func(dir string) {
+		if err := os.Symlink("/etc/passwd", filepath.Join(dir, "aws/claimed/env-1")); err != nil {
+			t.Fatal(err)
+		}
+	})
 	before := other.RemoteHead(t)
 	_, err := reaper.Hold(context.Background(), repo, config(), "aws", "env-1", time.Hour, ann)
 	var refused *reaper.RefusedError
